@@ -1,0 +1,38 @@
+# The two commands a fresh Debian machine needs are `make demo` and `make test`;
+# both install what they need first (system packages, then the .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all setup system-deps demo test test-fast lint typecheck faults tamper bench bench-smoke clean
+
+all: test
+
+system-deps:
+	@sh scripts/ensure-system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+demo: setup
+	$(BIN)/exchanged demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check exchanged tests bench
+	$(BIN)/ruff format --check exchanged tests bench
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not integration and not slow"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

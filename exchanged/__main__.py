@@ -1,0 +1,3 @@
+from exchanged.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""The BSN elfproef (eleven test) and normalisation.
+
+A BSN is 9 digits d1..d9 with 9*d1 + 8*d2 + ... + 2*d8 - 1*d9 divisible by 11. Eight
+digits get one leading zero (old numbers are written without it); shorter input is
+refused rather than padded, because padding would accept "140" as a valid number.
+"""
+
+from __future__ import annotations
+
+__all__ = ["is_valid_bsn", "normalise_bsn"]
+
+_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+_SEPARATORS = str.maketrans("", "", " .-\u00a0")
+
+
+def normalise_bsn(text: str) -> str | None:
+    """Return the 9-digit BSN for ``text``, or None when it is not a valid BSN."""
+    digits = text.strip().translate(_SEPARATORS)
+    if len(digits) == 8:
+        digits = "0" + digits
+    if len(digits) != 9 or not digits.isascii() or not digits.isdigit():
+        return None
+    return digits if is_valid_bsn(digits) else None
+
+
+def is_valid_bsn(digits: str) -> bool:
+    """True when ``digits`` is exactly nine ASCII digits, not all zero, passing the elfproef."""
+    if len(digits) != 9 or not digits.isascii() or not digits.isdigit():
+        return False
+    if digits == "000000000":
+        return False
+    total = sum(w * int(d) for w, d in zip(_WEIGHTS, digits, strict=True))
+    return total % 11 == 0
