@@ -1,0 +1,453 @@
+"""OpenPGP through python-gnupg and the real ``gpg`` binary: seal, open, key handling.
+
+Wire protocol v1 (DESIGN.md §3): one binary OpenPGP file per message, signed then
+encrypted in one gpg pass. Keys are pinned by fingerprint; the gpg trust model is
+never relied on, so every call runs with ``--trust-model always`` and the caller
+compares the signer we report with the fingerprint it pinned.
+
+Verdicts are drawn from gpg's machine-readable status lines, not from its exit code:
+gpg exits 2 for a message that decrypted fine but whose signer is unknown, and 1 for
+a bad signature, so the exit code alone cannot tell the failures apart.
+
+File contents never pass through Python: gpg reads the input file by name and writes
+its output to a file we reserved, so a large export costs no memory here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import gnupg
+
+from exchanged.core.model import Fingerprint
+from exchanged.errors import LocalSystemError, OperatorInputError
+
+__all__ = [
+    "BAD_SIGNATURE",
+    "DECRYPTION_FAILED",
+    "UNKNOWN_SIGNER",
+    "UNSIGNED",
+    "Failure",
+    "Gpg",
+    "KeyImportError",
+    "KeyInfo",
+    "KeyNotFoundError",
+    "OpenError",
+    "Opened",
+    "SealError",
+]
+
+Failure = Literal["decryption-failed", "unsigned", "bad-signature", "unknown-signer"]
+
+DECRYPTION_FAILED: Final = "decryption-failed"
+UNSIGNED: Final = "unsigned"
+BAD_SIGNATURE: Final = "bad-signature"
+UNKNOWN_SIGNER: Final = "unknown-signer"
+
+_MIN_VERSION: Final = (2, 2)
+
+# Reason codes of INV_RECP / INV_SGNR (GnuPG doc/DETAILS), worded for operators.
+_KEY_REASONS: Final = {
+    "1": "is not in the keyring",
+    "2": "is ambiguous",
+    "3": "cannot be used for this (wrong key usage)",
+    "4": "is revoked",
+    "5": "has expired",
+    "9": "has no secret key here",
+    "13": "is disabled",
+}
+
+# Status keywords that mean our own secret key could not be unlocked: a local
+# problem, never the partner's fault, so it must not become a "decryption-failed"
+# receipt that blames the message.
+_UNLOCK_PROBLEMS: Final = frozenset(
+    {"BAD_PASSPHRASE", "MISSING_PASSPHRASE", "NEED_PASSPHRASE", "PINENTRY_LAUNCHED"}
+)
+
+# libgpg-error codes (low 16 bits of ERROR/FAILURE values) that blame this machine:
+# bad or missing passphrase, pinentry trouble, cancelled, no agent, agent error.
+_PASSPHRASE_CODES: Final = frozenset({11, 85, 86, 99, 177})
+_AGENT_CODES: Final = frozenset({77, 78})
+
+
+class SealError(LocalSystemError):
+    """A message could not be signed and encrypted: a key is missing or unusable."""
+
+
+class OpenError(LocalSystemError):
+    """A message could not be opened for a reason on this machine, not in the message."""
+
+
+class KeyImportError(OperatorInputError):
+    """Key material given to import is not a usable public key."""
+
+
+class KeyNotFoundError(LocalSystemError):
+    """A key the configuration names is not in the GnuPG home."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """Outcome of opening one message.
+
+    ``failure`` is None only for a message that was encrypted to us, decrypted intact
+    and carries exactly one good signature; ``signer`` is then the signer's *primary*
+    key fingerprint, which the caller must compare with the pinned partner key.
+    """
+
+    failure: Failure | None
+    signer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What doctor/status need to know about one key.
+
+    ``expires`` is when the key stops being usable for our protocol: the earlier of
+    the primary key's expiry and the latest expiry of its encryption subkeys.
+    """
+
+    fingerprint: str
+    expires: datetime | None
+    revoked: bool
+    expired: bool
+    usable: bool
+
+
+class Gpg:
+    """One GnuPG home with our own key in it.
+
+    A single ``gnupg.GPG`` is kept for the life of the object: creating one runs gpg
+    to probe its version, which we do not want to pay per message. It holds no open
+    processes or files between calls, so calls from several threads are fine.
+    """
+
+    def __init__(self, home: Path, own_fingerprint: str, *, passphrase: str | None = None) -> None:
+        if not home.is_dir():
+            raise LocalSystemError(
+                f"GnuPG home {home} does not exist or is not a folder; "
+                "create it (mode 0700) and import the keys"
+            )
+        if passphrase is not None and ("\n" in passphrase or "\r" in passphrase):
+            # gpg reads the passphrase as one line; a line break would silently cut it.
+            raise OperatorInputError("the GnuPG passphrase must be a single line")
+        self._home = home
+        self._own = Fingerprint.parse(own_fingerprint).value
+        # An empty passphrase is the same as none: python-gnupg would otherwise ask
+        # gpg to read a passphrase from stdin.
+        self._passphrase = passphrase or None
+        try:
+            self._gpg = gnupg.GPG(
+                gnupghome=str(home),
+                # Loopback always, so a key that unexpectedly needs a passphrase fails
+                # at once instead of waiting for a pinentry no one will ever see; no
+                # network look-ups: keys arrive only through import_public.
+                options=["--pinentry-mode", "loopback", "--no-auto-key-retrieve"],
+            )
+        except (OSError, ValueError) as exc:
+            raise LocalSystemError(
+                f"cannot run gpg for the GnuPG home {home}: {exc}; "
+                "check that GnuPG 2.2 or newer is installed"
+            ) from None
+        version = self._gpg.version
+        if not version or tuple(version[:2]) < _MIN_VERSION:
+            found = ".".join(str(v) for v in version) if version else "an unknown version"
+            raise LocalSystemError(f"gpg {found} is too old; exchanged needs GnuPG 2.2 or newer")
+
+    @property
+    def own_fingerprint(self) -> str:
+        return self._own
+
+    def close(self) -> None:
+        """Nothing to release: python-gnupg keeps no process open between calls.
+
+        The gpg-agent belongs to the GnuPG home, not to this object; it is left running
+        so the next call does not pay for starting it again.
+        """
+
+    # -- messages -------------------------------------------------------------------
+
+    def seal(self, plaintext: Path, out: Path, recipient: str) -> None:
+        """Sign with our key and encrypt to exactly ``recipient``, binary, into ``out``.
+
+        ``out`` appears complete and fsynced, mode 0600, or not at all.
+        """
+        recipient_fpr = Fingerprint.parse(recipient).value
+        if not plaintext.is_file():
+            raise SealError("the file to seal does not exist or is not a regular file")
+        tmp = _reserve(out)
+        problem: str | None = "gpg did not run"
+        try:
+            result = self._gpg.encrypt_file(
+                io.BytesIO(b""),
+                # The full fingerprint, so gpg cannot pick some other key whose user
+                # id happens to match.
+                [recipient_fpr],
+                sign=True,
+                always_trust=True,
+                passphrase=self._passphrase,
+                armor=False,
+                output=str(tmp),
+                extra_args=[
+                    "--local-user",
+                    self._own,
+                    # A gpg.conf "encrypt-to" would add readers behind our back.
+                    "--no-encrypt-to",
+                    # Keep the local file name out of the literal packet: the partner
+                    # must never learn what the operator called the file.
+                    "--set-filename",
+                    "",
+                    "--",
+                    str(plaintext.resolve()),
+                ],
+            )
+            events = _status_events(result)
+            keys = {key for key, _ in events}
+            if result.ok and result.returncode == 0 and "SIG_CREATED" in keys:
+                _fsync_file(tmp)
+                tmp.replace(out)
+                _fsync_dir(out.parent)
+                problem = None
+            else:
+                problem = self._seal_problem(events, recipient_fpr, result.returncode)
+        finally:
+            if problem is not None:
+                tmp.unlink(missing_ok=True)
+        if problem is not None:
+            raise SealError(problem)
+
+    def open(self, ciphertext: Path, out: Path) -> Opened:
+        """Decrypt and verify ``ciphertext`` in one pass; plaintext to ``out`` (0600).
+
+        On any failure ``out`` is removed, so a caller can never read unverified data.
+        """
+        if not ciphertext.is_file():
+            raise OpenError("the message to open does not exist or is not a regular file")
+        tmp = _reserve(out)
+        opened = Opened(failure=DECRYPTION_FAILED, signer=None)
+        try:
+            result = self._gpg.decrypt_file(
+                io.BytesIO(b""),
+                always_trust=True,
+                passphrase=self._passphrase,
+                output=str(tmp),
+                extra_args=["--", str(ciphertext.resolve())],
+            )
+            events = _status_events(result)
+            local = self._local_problem(events)
+            if local is not None and not any(key == "DECRYPTION_OKAY" for key, _ in events):
+                raise OpenError(local)
+            verdict = _verdict(events, result)
+            if verdict.failure is None:
+                _fsync_file(tmp)
+                tmp.replace(out)
+                _fsync_dir(out.parent)
+            # Only now: an exception above must still take the clean-up path below.
+            opened = verdict
+        finally:
+            if opened.failure is not None:
+                tmp.unlink(missing_ok=True)
+                # A plaintext left from an earlier attempt must not be mistaken for
+                # this message's content.
+                out.unlink(missing_ok=True)
+        return opened
+
+    # -- keys -----------------------------------------------------------------------
+
+    def import_public(self, armored_or_binary: bytes) -> list[str]:
+        """Import public keys; returns the primary fingerprints gpg accepted."""
+        scanned: list[dict[str, Any]] = list(self._gpg.scan_keys_mem(armored_or_binary))
+        if not scanned:
+            raise KeyImportError("no OpenPGP key found in the given data")
+        if any(key.get("type") == "sec" for key in scanned):
+            # A partner's secret key has no business in our home; refusing it also
+            # stops an operator from leaking our own secret key into a keyring export.
+            raise KeyImportError("the given data contains a secret key; give only the public key")
+        result = self._gpg.import_keys(armored_or_binary)
+        fingerprints = list(dict.fromkeys(str(f).upper() for f in result.fingerprints))
+        if not fingerprints:
+            raise KeyImportError("gpg did not accept the given public key")
+        return fingerprints
+
+    def export_public(self, fingerprint: str) -> bytes:
+        """Our (or any stored) public key, ASCII-armored, without third-party signatures."""
+        fpr = Fingerprint.parse(fingerprint).value
+        armored: str = self._gpg.export_keys(fpr, armor=True, minimal=True)
+        if not armored.strip():
+            raise KeyNotFoundError(f"key {fpr} is not in the GnuPG home {self._home}")
+        return armored.encode("ascii")
+
+    def key_info(self, fingerprint: str) -> KeyInfo | None:
+        """Validity of one public key, or None when the home does not hold it."""
+        fpr = Fingerprint.parse(fingerprint).value
+        for key in self._gpg.list_keys(keys=[fpr]):
+            if str(key.get("fingerprint", "")).upper() == fpr:
+                return _key_info(fpr, key)
+        return None
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _local_problem(self, events: list[tuple[str, str]]) -> str | None:
+        """An operator-facing reason when gpg failed because of our key or agent."""
+        codes = {_error_code(value) for key, value in events if key in ("ERROR", "FAILURE")}
+        if codes & _AGENT_CODES:
+            return f"gpg-agent for the GnuPG home {self._home} is not working; restart it"
+        if codes & _PASSPHRASE_CODES or any(key in _UNLOCK_PROBLEMS for key, _ in events):
+            return (
+                f"our secret key {self._own} in {self._home} could not be unlocked; "
+                "check the configured GnuPG passphrase"
+            )
+        return None
+
+    def _seal_problem(self, events: list[tuple[str, str]], recipient: str, code: object) -> str:
+        keys = {key for key, _ in events}
+        for key, value in events:
+            reason_code = value.split(" ", 1)[0]
+            if key == "INV_RECP":
+                if reason_code == "0" and "KEYEXPIRED" in keys:
+                    # gpg 2.2 reports an expired recipient as "no specific reason"
+                    # right after a KEYEXPIRED line.
+                    reason_code = "5"
+                reason = _KEY_REASONS.get(reason_code, "cannot be used")
+                return (
+                    f"partner key {recipient} {reason} in the GnuPG home {self._home}; "
+                    "import the partner's current public key"
+                )
+            if key == "INV_SGNR":
+                reason = _KEY_REASONS.get(reason_code, "cannot be used")
+                return f"our own key {self._own} {reason} in the GnuPG home {self._home}"
+        local = self._local_problem(events)
+        if local is not None:
+            return local
+        if "KEYEXPIRED" in keys:
+            return f"a key needed to seal has expired (partner {recipient}, own {self._own})"
+        return f"gpg could not sign and encrypt the message (exit code {code})"
+
+
+def _error_code(value: str) -> int:
+    # ERROR/FAILURE carry "<location> <code>"; the high bits name the error source.
+    last = value.rsplit(" ", 1)[-1]
+    return int(last) & 0xFFFF if last.isdigit() else -1
+
+
+def _status_events(result: Any) -> list[tuple[str, str]]:
+    """The ``[GNUPG:]`` status lines of one gpg run, in order.
+
+    python-gnupg folds these into attributes where later lines overwrite earlier ones
+    (a second signature replaces the first in ``valid``/``status``); the raw sequence
+    lets us insist on exactly one signature.
+    """
+    events: list[tuple[str, str]] = []
+    for line in str(getattr(result, "stderr", "") or "").splitlines():
+        if line.startswith("[GNUPG:] "):
+            key, _, value = line[9:].partition(" ")
+            events.append((key, value.strip()))
+    return events
+
+
+def _verdict(events: list[tuple[str, str]], result: Any) -> Opened:
+    keys = [key for key, _ in events]
+    if "BEGIN_DECRYPTION" not in keys or "NO_SECKEY" in keys or "DECRYPTION_FAILED" in keys:
+        # Not encrypted at all, not to us, or damaged: nothing we can stand behind.
+        return Opened(failure=DECRYPTION_FAILED, signer=None)
+    if "BADSIG" in keys:
+        # gpg stops before DECRYPTION_OKAY after a bad signature, so this must be
+        # looked at first or it would be mistaken for damaged data.
+        return Opened(failure=BAD_SIGNATURE, signer=None)
+    if "DECRYPTION_OKAY" not in keys or not result.ok:
+        return Opened(failure=DECRYPTION_FAILED, signer=None)
+    signatures = keys.count("NEWSIG")
+    if signatures == 0:
+        return Opened(failure=UNSIGNED, signer=None)
+    if signatures > 1:
+        # Our protocol makes exactly one signature; more means someone re-wrapped it.
+        return Opened(failure=BAD_SIGNATURE, signer=None)
+    if "ERRSIG" in keys or "NO_PUBKEY" in keys:
+        return Opened(failure=UNKNOWN_SIGNER, signer=None)
+    if "GOODSIG" not in keys or "VALIDSIG" not in keys or not result.valid:
+        # EXPKEYSIG, REVKEYSIG, EXPSIG and anything unforeseen: not a signature we
+        # may accept, whoever made it.
+        return Opened(failure=BAD_SIGNATURE, signer=None)
+    signer = str(result.pubkey_fingerprint or "").upper()
+    try:
+        return Opened(failure=None, signer=Fingerprint(signer).value)
+    except ValueError:
+        return Opened(failure=BAD_SIGNATURE, signer=None)
+
+
+def _key_info(fpr: str, key: dict[str, Any]) -> KeyInfo:
+    validity = str(key.get("trust", ""))
+    revoked = validity == "r"
+    expired = validity == "e"
+    expires = _timestamp(key.get("expires"))
+    # Sub-key validity: the protocol needs an encryption subkey that still works.
+    latest_encrypt: datetime | None = None
+    any_encrypt = False
+    never = False
+    for info in (key.get("subkey_info") or {}).values():
+        if "e" not in str(info.get("cap", "")) or str(info.get("trust", "")) in ("r", "e"):
+            continue
+        any_encrypt = True
+        sub_expires = _timestamp(info.get("expires"))
+        if sub_expires is None:
+            never = True
+        elif latest_encrypt is None or sub_expires > latest_encrypt:
+            latest_encrypt = sub_expires
+    if any_encrypt and not never and latest_encrypt is not None:
+        expires = latest_encrypt if expires is None else min(expires, latest_encrypt)
+    # Upper-case capability letters describe the key as a whole and are dropped by
+    # gpg once the key is revoked, expired or disabled.
+    caps = str(key.get("cap", ""))
+    usable = not revoked and not expired and "S" in caps and "E" in caps and "D" not in caps
+    return KeyInfo(
+        fingerprint=fpr, expires=expires, revoked=revoked, expired=expired, usable=usable
+    )
+
+
+def _timestamp(value: object) -> datetime | None:
+    text = str(value or "").strip()
+    if not text.isdigit():
+        return None
+    return datetime.fromtimestamp(int(text), tz=UTC)
+
+
+def _reserve(out: Path) -> Path:
+    """Create an empty 0600 temp file next to ``out`` for gpg to write into.
+
+    gpg creates its output with the process umask (often 0644) but keeps the mode of a
+    file that already exists, so pre-creating it is how the plaintext stays 0600 from
+    its first byte. Same folder, so the final rename is atomic.
+    """
+    if not out.parent.is_dir():
+        raise LocalSystemError(f"output folder {out.parent} does not exist")
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise LocalSystemError(
+            f"cannot create a file in {out.parent}: {exc.strerror}; check space and rights"
+        ) from None
+    os.close(fd)
+    return tmp
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
