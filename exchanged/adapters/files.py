@@ -1,0 +1,104 @@
+"""Atomic, private file operations (the borg way: temp name, fsync, replace, fsync dir).
+
+Every file the daemon writes goes through here: mode 0600 in folders of mode 0700,
+never half-written under its final name, never following a symlink it did not make.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = [
+    "atomic_writer",
+    "ensure_private_dir",
+    "fsync_dir",
+    "move_into",
+    "open_regular_nofollow",
+    "sha256_file",
+    "write_atomic",
+]
+
+_CHUNK = 1 << 20
+
+
+def ensure_private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file that appears at ``path`` only if the block succeeds."""
+    temp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
+    with atomic_writer(path) as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """(hex digest, size) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def open_regular_nofollow(path: Path) -> tuple[int, os.stat_result]:
+    """Open a file for reading without following a symlink; refuse non-regular files.
+
+    Returns the descriptor and its fstat, so the caller checks the file it actually
+    opened (no race between a check and the open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise IsADirectoryError(f"{path.name} is not a regular file")
+    return fd, info
+
+
+def move_into(source: Path, folder: Path) -> Path:
+    """Move ``source`` into ``folder`` under its own name (or a numbered variant if that
+    is taken), durably. Same file system only: a rename, never a copy."""
+    ensure_private_dir(folder)
+    target = folder / source.name
+    counter = 1
+    while target.exists():
+        target = folder / f"{source.stem}.{counter}{source.suffix}"
+        counter += 1
+    source.rename(target)
+    fsync_dir(folder)
+    fsync_dir(source.parent)
+    return target

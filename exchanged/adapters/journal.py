@@ -1,0 +1,261 @@
+"""The journal: durable delivery state in SQLite (WAL, synchronous=FULL, one writer).
+
+The service commits the next state here *before* it performs the state's effects, so
+after a crash the journal says exactly what to replay. One connection is shared by the
+daemon's threads behind a lock; every write is an explicit transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["Journal"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS outgoing (
+    message_id   TEXT PRIMARY KEY,
+    partner      TEXT NOT NULL,
+    kind         TEXT NOT NULL DEFAULT 'export',
+    category     TEXT,
+    state        TEXT NOT NULL,
+    source_key   TEXT,              -- digest of the operator's file, never its name
+    source_path  TEXT,              -- where the file lies now (local only; never logged)
+    record_count INTEGER,
+    sha256       TEXT,              -- of the ciphertext as uploaded
+    size         INTEGER,
+    in_reply_to  TEXT,              -- for receipts: the message answered
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    uploaded_at  REAL,
+    receipted_at REAL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS outgoing_state ON outgoing(state, partner);
+CREATE INDEX IF NOT EXISTS outgoing_source ON outgoing(source_key);
+CREATE TABLE IF NOT EXISTS incoming (
+    message_id      TEXT PRIMARY KEY,  -- the UUID of the wire name
+    partner         TEXT NOT NULL,
+    kind            TEXT,
+    category        TEXT,
+    state           TEXT NOT NULL,
+    received_sha256 TEXT NOT NULL,
+    disposition     TEXT,
+    record_count    INTEGER,
+    receipt_id      TEXT,              -- the outgoing receipt that answers it
+    received_at     REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id         INTEGER PRIMARY KEY,
+    at         REAL NOT NULL,
+    direction  TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    state      TEXT NOT NULL
+);
+"""
+
+_OUT_COLUMNS: Final = frozenset(
+    {
+        "category", "state", "source_key", "source_path", "record_count", "sha256", "size",
+        "uploaded_at", "receipted_at", "attempts", "next_attempt", "last_error",
+    }
+)  # fmt: skip
+_IN_COLUMNS: Final = frozenset(
+    {"kind", "category", "state", "disposition", "record_count", "receipt_id"}
+)
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a transaction
+        # takes the write lock up front and never fails half-way on an upgrade.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        path.chmod(0o600)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self.lock = threading.RLock()
+        self._depth = 0
+        with self.lock:
+            self._db.executescript(_SCHEMA)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For modules that keep their own tables in the journal (incident register);
+        use it only inside ``transaction()``."""
+        return self._db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work. Nested calls join the outer transaction, so a caller
+        can group several journal writes (e.g. a receipt and the message it answers)."""
+        with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
+
+    # -- outgoing -------------------------------------------------------------------
+
+    def add_outgoing(
+        self,
+        message_id: str,
+        partner: str,
+        *,
+        kind: str,
+        state: str,
+        now: float,
+        category: str | None = None,
+        source_key: str | None = None,
+        source_path: str | None = None,
+        in_reply_to: str | None = None,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO outgoing (message_id, partner, kind, category, state, source_key,"
+                " source_path, in_reply_to, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (message_id, partner, kind, category, state, source_key, source_path,
+                 in_reply_to, now, now),
+            )  # fmt: skip
+            self._event(db, now, "out", message_id, state)
+
+    def update_outgoing(self, message_id: str, *, now: float, **fields: Any) -> None:
+        self._update("outgoing", _OUT_COLUMNS, message_id, now=now, direction="out", fields=fields)
+
+    def forget_outgoing(self, message_id: str) -> None:
+        """Drop a message that never got past minimising (an attempt cut short by a
+        crash); nothing of it left this machine, so there is nothing to account for."""
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM outgoing WHERE message_id = ? AND state IN ('detected', 'minimised')",
+                (message_id,),
+            )
+
+    def outgoing(self, message_id: str) -> sqlite3.Row | None:
+        with self.lock:
+            row: sqlite3.Row | None = self._db.execute(
+                "SELECT * FROM outgoing WHERE message_id = ?", (message_id,)
+            ).fetchone()
+        return row
+
+    def outgoing_by_source(self, source_key: str) -> list[sqlite3.Row]:
+        with self.lock:
+            return self._db.execute(
+                "SELECT * FROM outgoing WHERE source_key = ?", (source_key,)
+            ).fetchall()
+
+    def outgoing_in(self, states: Sequence[str], *, kind: str | None = None) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(states))
+        query = f"SELECT * FROM outgoing WHERE state IN ({marks})"  # noqa: S608 -- marks only
+        params: list[Any] = list(states)
+        if kind is not None:
+            query += " AND kind = ?"
+            params.append(kind)
+        with self.lock:
+            return self._db.execute(query + " ORDER BY created_at", params).fetchall()
+
+    # -- incoming -------------------------------------------------------------------
+
+    def add_incoming(
+        self, message_id: str, partner: str, *, state: str, received_sha256: str, now: float
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO incoming (message_id, partner, state, received_sha256, received_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, partner, state, received_sha256, now, now),
+            )
+            self._event(db, now, "in", message_id, state)
+
+    def update_incoming(self, message_id: str, *, now: float, **fields: Any) -> None:
+        self._update("incoming", _IN_COLUMNS, message_id, now=now, direction="in", fields=fields)
+
+    def incoming(self, message_id: str) -> sqlite3.Row | None:
+        with self.lock:
+            row: sqlite3.Row | None = self._db.execute(
+                "SELECT * FROM incoming WHERE message_id = ?", (message_id,)
+            ).fetchone()
+        return row
+
+    def incoming_in(self, states: Sequence[str]) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(states))
+        with self.lock:
+            return self._db.execute(
+                f"SELECT * FROM incoming WHERE state IN ({marks}) ORDER BY received_at",  # noqa: S608
+                list(states),
+            ).fetchall()
+
+    # -- summaries ------------------------------------------------------------------
+
+    def counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """{direction: {partner: {state: n}}} for status and the demo."""
+        result: dict[str, dict[str, dict[str, int]]] = {"out": {}, "in": {}}
+        with self.lock:
+            for direction, table in (("out", "outgoing"), ("in", "incoming")):
+                for row in self._db.execute(
+                    f"SELECT partner, state, COUNT(*) FROM {table}"  # noqa: S608 -- fixed names
+                    " WHERE kind IS NOT 'receipt' GROUP BY partner, state"
+                ):
+                    result[direction].setdefault(row[0], {})[row[1]] = row[2]
+        return result
+
+    # -- internals ------------------------------------------------------------------
+
+    def _update(
+        self,
+        table: str,
+        allowed: frozenset[str],
+        message_id: str,
+        *,
+        now: float,
+        direction: str,
+        fields: dict[str, Any],
+    ) -> None:
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not a {table} column: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE {table} SET {assignments}, updated_at = ? WHERE message_id = ?",  # noqa: S608
+                [*fields.values(), now, message_id],
+            )
+            if cursor.rowcount != 1:
+                raise KeyError(f"{table}: no message {message_id}")
+            if "state" in fields:
+                self._event(db, now, direction, message_id, fields["state"])
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, now: float, direction: str, mid: str, state: str) -> None:
+        db.execute(
+            "INSERT INTO events (at, direction, message_id, state) VALUES (?, ?, ?, ?)",
+            (now, direction, mid, state),
+        )

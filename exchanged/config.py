@@ -1,0 +1,312 @@
+"""TOML configuration -> validated, frozen settings.
+
+Every error names the file, the key (dotted, e.g. ``partner.passendwijs.sftp.key_file``)
+and what is wrong. Unknown keys are errors: a typo must never silently fall back to a
+default. Secrets are never read from here; they come from systemd credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from exchanged.core.model import CATEGORIES, Fingerprint, PartyId
+from exchanged.errors import ConfigError
+
+__all__ = [
+    "CATEGORY_FROM_COLUMN",
+    "CATEGORY_FROM_SUBFOLDER",
+    "Config",
+    "Limits",
+    "Outbox",
+    "Partner",
+    "SftpSettings",
+    "load_config",
+]
+
+CATEGORY_FROM_SUBFOLDER: Final = "subfolder"
+CATEGORY_FROM_COLUMN: Final = "column"
+RECEIVE_MODES: Final = ("local", "poll")
+
+
+@dataclass(frozen=True, slots=True)
+class SftpSettings:
+    host: str
+    port: int
+    user: str
+    key_file: Path
+    host_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    id: str
+    name: str
+    fingerprint: str
+    sftp: SftpSettings
+    remote_dir: str
+    receive: str
+    local_dir: Path | None
+    poll_dir: str | None
+    poll_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    path: Path
+    partner: str
+    category: str  # a category id, "subfolder" or "column"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    settle_seconds: float = 2.0
+    rescan_seconds: float = 60.0
+    receipt_deadline_seconds: float = 15 * 60.0
+    loss_deadline_seconds: float = 24 * 3600.0
+    max_age_seconds: float = 7 * 24 * 3600.0
+    max_skew_seconds: float = 300.0
+    retry_cap_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    party: str
+    state_dir: Path
+    inbox: Path
+    gpg_home: Path
+    fingerprint: str
+    policy_file: Path | None
+    outboxes: tuple[Outbox, ...]
+    partners: Mapping[str, Partner]
+    limits: Limits
+
+
+class _Table:
+    """A TOML table that remembers which keys were read, so leftovers are errors."""
+
+    def __init__(self, path: Path, prefix: str, data: Mapping[str, Any]) -> None:
+        self.path, self.prefix, self.data = path, prefix, data
+        self._used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.path, self.key(name), problem)
+
+    def _get(self, name: str, kind: type | tuple[type, ...], what: str, default: Any) -> Any:
+        self._used.add(name)
+        if name not in self.data:
+            if default is _REQUIRED:
+                raise self.error(name, "is required but missing")
+            return default
+        value = self.data[name]
+        if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
+            raise self.error(name, f"must be {what}")
+        return value
+
+    def text(self, name: str, default: Any = None) -> Any:
+        value = self._get(name, str, "a string", _REQUIRED if default is None else default)
+        if isinstance(value, str) and not value.strip():
+            raise self.error(name, "must not be empty")
+        return value
+
+    def optional_str(self, name: str) -> str | None:
+        value: str | None = self._get(name, str, "a string", None)
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        value = float(self._get(name, (int, float), "a number", default))
+        if value < minimum:
+            raise self.error(name, f"must be at least {minimum:g}")
+        return value
+
+    def integer(self, name: str, default: Any = None) -> int:
+        value: int = self._get(name, int, "an integer", _REQUIRED if default is None else default)
+        return value
+
+    def table(self, name: str) -> _Table:
+        value = self._get(name, dict, "a table", _REQUIRED)
+        return _Table(self.path, self.key(name) + ".", value)
+
+    def tables(self, name: str) -> list[Mapping[str, Any]]:
+        value = self._get(name, list, "an array of tables ([[...]])", [])
+        if not all(isinstance(v, dict) for v in value):
+            raise self.error(name, "must be an array of tables ([[...]])")
+        return list(value)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self._used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key (check the spelling against "
+                             "config/exchanged.example.toml)")  # fmt: skip
+
+    def path_value(self, name: str, *, must_exist: bool, default: Any = None) -> Path:
+        text = self.text(name, default)
+        path = Path(text)
+        if not path.is_absolute():
+            path = (self.path.parent / path).resolve()
+        if must_exist and not path.exists():
+            raise self.error(name, f"{path} does not exist")
+        return path
+
+
+_REQUIRED: Final = object()
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; raise ConfigError naming the key on any problem."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, "(file)", f"cannot be read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(path, "(file)", f"is not valid TOML: {exc}") from None
+    top = _Table(path, "", data)
+    party = _party_id(top, "party")
+    state_dir = top.path_value("state_dir", must_exist=False)
+    inbox = top.path_value("inbox", must_exist=False)
+    policy_text = top.optional_str("policy")
+    policy_file = None
+    if policy_text is not None:
+        policy_file = top.path_value("policy", must_exist=True)
+    gpg = top.table("gpg")
+    gpg_home = gpg.path_value("home", must_exist=True)
+    fingerprint = _fingerprint(gpg, "fingerprint")
+    gpg.finish()
+    limits = _limits(top)
+    partners: dict[str, Partner] = {}
+    for index, item in enumerate(top.tables("partner")):
+        partner = _partner(_Table(path, f"partner[{index}].", item), partners)
+        partners[partner.id] = partner
+    outboxes = tuple(
+        _outbox(_Table(path, f"outbox[{index}].", item), partners)
+        for index, item in enumerate(top.tables("outbox"))
+    )
+    top.finish()
+    if not partners:
+        raise ConfigError(path, "partner", "at least one [[partner]] is required")
+    return Config(
+        path=path,
+        party=party,
+        state_dir=state_dir,
+        inbox=inbox,
+        gpg_home=gpg_home,
+        fingerprint=fingerprint,
+        policy_file=policy_file,
+        outboxes=outboxes,
+        partners=partners,
+        limits=limits,
+    )
+
+
+def _party_id(table: _Table, name: str) -> str:
+    value: str = table.text(name)
+    try:
+        PartyId(value)
+    except ValueError as exc:
+        raise table.error(name, str(exc)) from None
+    return value
+
+
+def _fingerprint(table: _Table, name: str) -> str:
+    try:
+        return Fingerprint.parse(table.text(name)).value
+    except ValueError as exc:
+        raise table.error(name, f"malformed: {exc}") from None
+
+
+def _limits(top: _Table) -> Limits:
+    if "limits" not in top.data:
+        return Limits()
+    table = top.table("limits")
+    defaults = Limits()
+    limits = Limits(
+        **{
+            name: table.number(name, getattr(defaults, name))
+            for name in Limits.__dataclass_fields__
+        }
+    )
+    table.finish()
+    return limits
+
+
+def _partner(table: _Table, seen: Mapping[str, Partner]) -> Partner:
+    partner_id = _party_id(table, "id")
+    if partner_id in seen:
+        raise table.error("id", f"duplicate partner id {partner_id!r}")
+    table.prefix = f"partner.{partner_id}."
+    name = table.text("name")
+    fingerprint = _fingerprint(table, "fingerprint")
+    sftp_table = table.table("sftp")
+    sftp = _sftp(sftp_table)
+    remote_dir = table.text("remote_dir")
+    receive = table.text("receive")
+    if receive not in RECEIVE_MODES:
+        raise table.error("receive", f"must be one of {', '.join(RECEIVE_MODES)}")
+    local_dir = poll_dir = None
+    if receive == "local":
+        local_dir = table.path_value("local_dir", must_exist=True)
+    else:
+        poll_dir = table.text("poll_dir")
+    poll_seconds = table.number("poll_seconds", 10.0, minimum=0.1)
+    table.finish()
+    return Partner(
+        id=partner_id,
+        name=name,
+        fingerprint=fingerprint,
+        sftp=sftp,
+        remote_dir=remote_dir,
+        receive=receive,
+        local_dir=local_dir,
+        poll_dir=poll_dir,
+        poll_seconds=poll_seconds,
+    )
+
+
+def _sftp(table: _Table) -> SftpSettings:
+    host = table.text("host")
+    port = table.integer("port", 22)
+    if not 0 < port < 65536:
+        raise table.error("port", "must be between 1 and 65535")
+    user = table.text("user")
+    key_file = table.path_value("key_file", must_exist=True)
+    _check_private(table, "key_file", key_file)
+    host_key = table.text("host_key")
+    parts = host_key.split()
+    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+        raise table.error("host_key", "must be a public key line such as 'ssh-ed25519 AAAA...'")
+    table.finish()
+    return SftpSettings(host=host, port=port, user=user, key_file=key_file, host_key=host_key)
+
+
+def _check_private(table: _Table, name: str, path: Path) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise table.error(
+            name, f"{path} is readable by others (mode {stat.S_IMODE(mode):04o}); chmod 600 it"
+        )
+    if not os.access(path, os.R_OK):
+        raise table.error(name, f"{path} is not readable by this user")
+
+
+def _outbox(table: _Table, partners: Mapping[str, Partner]) -> Outbox:
+    path = table.path_value("path", must_exist=True)
+    partner = table.text("partner")
+    if partner not in partners:
+        raise table.error("partner", f"{partner!r} is not a configured [[partner]] id")
+    category = table.text("category")
+    allowed = (*CATEGORIES, CATEGORY_FROM_SUBFOLDER, CATEGORY_FROM_COLUMN)
+    if category not in allowed:
+        raise table.error("category", f"must be one of {', '.join(allowed)}")
+    table.finish()
+    return Outbox(path=path, partner=partner, category=category)
