@@ -1,0 +1,112 @@
+"""The ``exchanged`` command.
+
+Exit codes: 0 success, 1 failure (see the message), 2 unusable input or usage
+(including configuration errors), 3 an export rejected by the policy.
+Errors are one line on stderr, written for operators; never a traceback for an
+expected failure and never personal data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from exchanged import __version__
+from exchanged.errors import EXIT_OK, EXIT_USAGE, ExchangedError
+
+__all__ = ["main"]
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from exchanged.config import load_config
+
+    config = load_config(args.config)
+    print(
+        f"{args.config}: ok (party {config.party}, {len(config.partners)} partner(s), "
+        f"{len(config.outboxes)} outbox(es))"
+    )
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from exchanged.config import load_config
+    from exchanged.logs import configure_logging
+    from exchanged.policyfile import load_policy
+    from exchanged.service import Service
+
+    config = load_config(args.config)
+    configure_logging(level=args.log_level)
+    service = Service(config, policy=load_policy(config.policy_file))
+    service.install_signal_handlers()
+    service.run()
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from exchanged.demo import run_demo
+
+    return run_demo(keep=args.keep, timeout=args.timeout)
+
+
+def _cmd_preview(argv: list[str]) -> int:
+    from exchanged.preview import preview_main
+
+    return preview_main(argv)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exchanged",
+        description="Secure exchange of minimised thuiszitter lists (OpenPGP over SFTP).",
+    )
+    parser.add_argument("--version", action="version", version=f"exchanged {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_arg(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "-c", "--config", type=Path, default=Path("/etc/exchanged/exchanged.toml"),
+            help="configuration file (default: %(default)s)",
+        )  # fmt: skip
+
+    run = commands.add_parser("run", help="run the daemon in the foreground (systemd)")
+    config_arg(run)
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    run.set_defaults(handler=_cmd_run)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    config_arg(check)
+    check.set_defaults(handler=_cmd_check_config)
+
+    demo = commands.add_parser("demo", help="a two-party exchange on this machine")
+    demo.add_argument("--keep", action="store_true", help="keep the workspace and say where")
+    demo.add_argument("--timeout", type=float, default=50.0, help="seconds to wait for receipts")
+    demo.set_defaults(handler=_cmd_demo)
+
+    commands.add_parser(
+        "preview", help="dry-run the policy on an export (see exchanged preview --help)",
+        add_help=False,
+    )  # fmt: skip
+    return parser
+
+
+# Commands that parse their own arguments (so their --help is complete and exact).
+_DELEGATED: dict[str, Callable[[list[str]], int]] = {"preview": _cmd_preview}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list and args_list[0] in _DELEGATED:
+            return _DELEGATED[args_list[0]](args_list[1:])
+        args = _parser().parse_args(args_list)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except ExchangedError as exc:
+        print(f"exchanged: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_USAGE

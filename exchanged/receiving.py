@@ -1,0 +1,331 @@
+"""The receive path for one file on a partner's channel: open, check, deliver, answer.
+
+Every incoming file is journaled (by the UUID of its wire name) before anything else
+happens, and its receipt is journaled as an outgoing message before the file is
+removed from the channel, so a crash anywhere either redoes the work idempotently or
+finds it done. A message id seen before is never delivered twice: it is answered with
+the receipt it got the first time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from exchanged.adapters.files import atomic_writer, sha256_file, write_atomic
+from exchanged.adapters.gpg import Gpg
+from exchanged.adapters.journal import Journal
+from exchanged.config import Config, Partner
+from exchanged.core import envelope, machine
+from exchanged.core.machine import InState, OutState
+from exchanged.core.model import MessageId
+from exchanged.core.policy import Policy, RecordChecker
+
+__all__ = ["Receiver", "wire_message_id"]
+
+_WIRE_NAME: Final = re.compile(
+    r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.pgp$"
+)
+_AWAITING: Final = (OutState.SEALED, OutState.UPLOADED, OutState.OVERDUE)
+
+
+def wire_message_id(name: str) -> str | None:
+    match = _WIRE_NAME.match(name)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """What the receive path saw that the incident register must know."""
+
+    kind: str
+    partner: str
+    message_id: str
+    detail: str
+
+
+class Receiver:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        gpg: Gpg,
+        policy: Policy,
+        *,
+        clock: Callable[[], float],
+        log: Any,
+        enqueue_upload: Callable[[str, str], None],
+        raise_incident: Callable[[Incident], None],
+    ) -> None:
+        self._config = config
+        self._journal = journal
+        self._gpg = gpg
+        self._policy = policy
+        self._clock = clock
+        self._log = log
+        self._enqueue = enqueue_upload
+        self._incident = raise_incident
+        self._spool = config.state_dir / "spool"
+        self._work = config.state_dir / "work"
+
+    def take(self, path: Path, partner: Partner) -> None:
+        wire_id = wire_message_id(path.name)
+        if wire_id is None:
+            self._quarantine(path, partner, "unexpected-file-name")
+            return
+        digest, size = sha256_file(path)
+        row = self._journal.incoming(wire_id)
+        if row is None:
+            self._journal.add_incoming(
+                wire_id, partner.id, state=InState.RECEIVED, received_sha256=digest,
+                now=self._clock(),
+            )  # fmt: skip
+            row = self._journal.incoming(wire_id)
+        elif row["state"] == InState.ANSWERED:
+            self._answer_duplicate(path, partner, row, digest)
+            return
+        assert row is not None  # noqa: S101 -- just inserted under the journal lock
+        if row["state"] == InState.RECEIVED:
+            self._open_and_deliver(path, partner, wire_id, digest, size)
+            row = self._journal.incoming(wire_id)
+            assert row is not None  # noqa: S101
+        if row["state"] in (InState.DELIVERED, InState.REFUSED) and row["kind"] != "receipt":
+            self._send_receipt(partner, row)
+        self._journal.update_incoming(wire_id, now=self._clock(), state=InState.ANSWERED)
+        path.unlink(missing_ok=True)
+
+    # -- opening and checking -------------------------------------------------------
+
+    def _open_and_deliver(
+        self, path: Path, partner: Partner, wire_id: str, digest: str, size: int
+    ) -> None:
+        self._work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        plaintext = self._work / f"{wire_id}.json"
+        try:
+            disposition, message = self._open(path, partner, wire_id, plaintext)
+        finally:
+            plaintext.unlink(missing_ok=True)
+        kind = message.header.kind if message else None
+        category = message.category if message else None
+        count = len(message.records) if message else 0
+        if message is not None and disposition is None:
+            if kind == "receipt":
+                self._accept_receipt(partner, message)
+                disposition = envelope.PROCESSED
+            else:
+                disposition = self._deliver(partner, message)
+        state = InState.DELIVERED if disposition == envelope.PROCESSED else InState.REFUSED
+        self._journal.update_incoming(
+            wire_id, now=self._clock(), state=state, disposition=disposition, kind=kind,
+            category=category, record_count=count,
+        )  # fmt: skip
+        event = "message_delivered" if state == InState.DELIVERED else "message_refused"
+        (self._log.info if state == InState.DELIVERED else self._log.error)(
+            event, message_id=wire_id, partner=partner.id, kind=kind, category=category,
+            record_count=count, sha256=digest, size=size, disposition=disposition,
+        )  # fmt: skip
+
+    def _open(
+        self, path: Path, partner: Partner, wire_id: str, plaintext: Path
+    ) -> tuple[str | None, envelope.Message | None]:
+        opened = self._gpg.open(path, plaintext)
+        if opened.failure == "decryption-failed":
+            return self._refuse(partner, wire_id, "decryption-failed", "decryption-failed")
+        if opened.failure is not None:
+            kind = {"unsigned": "unsigned-message", "bad-signature": "signature-invalid"}.get(
+                opened.failure, "unknown-signer"
+            )
+            return self._refuse(partner, wire_id, "authentication-failed", kind)
+        if opened.signer != partner.fingerprint:
+            return self._refuse(partner, wire_id, "authentication-failed", "unknown-signer")
+        try:
+            message = envelope.decode(plaintext.read_bytes())
+        except envelope.EnvelopeError as exc:
+            return self._refuse(partner, wire_id, exc.reason, "malformed-message")
+        header = message.header
+        if header.message_id.value != wire_id or header.sender != partner.id:
+            return self._refuse(partner, wire_id, "authentication-failed", "signature-invalid")
+        if header.recipient != self._config.party:
+            return self._refuse(partner, wire_id, "misaddressed", "misaddressed", message)
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        limits = self._config.limits
+        fresh = envelope.check_age(
+            header.created_at,
+            now,
+            max_age=timedelta(seconds=limits.max_age_seconds),
+            max_skew=timedelta(seconds=limits.max_skew_seconds),
+        )
+        if not fresh:
+            return self._refuse(partner, wire_id, "expired", "expired", message)
+        return None, message
+
+    def _refuse(
+        self,
+        partner: Partner,
+        wire_id: str,
+        reason: str,
+        incident_kind: str,
+        message: envelope.Message | None = None,
+    ) -> tuple[str, envelope.Message | None]:
+        self._incident(Incident(incident_kind, partner.id, wire_id, reason))
+        return f"failed/{reason}", message
+
+    # -- delivering -----------------------------------------------------------------
+
+    def _deliver(self, partner: Partner, message: envelope.Message) -> str:
+        header = message.header
+        if header.kind not in ("export", "correction"):
+            # Notices and withdrawals are handled by the later issues; until then they
+            # are delivered as files like exports, so nothing a partner sends is lost.
+            self._write_notice(partner, message)
+            return envelope.PROCESSED
+        fields = _field_order(message.records)
+        checker = RecordChecker(
+            self._policy, fields, category=message.category, strict=True,
+            today=datetime.fromtimestamp(self._clock(), UTC).date(),
+        )  # fmt: skip
+        for number, record in enumerate(message.records, start=1):
+            checker.check(number, [record.get(f, "") for f in fields])
+        verdict = checker.finish()
+        if not verdict.accepted or verdict.dropped_columns:
+            self._incident(
+                Incident("partner-policy-violation", partner.id, header.message_id.value,
+                         "policy-violation")
+            )  # fmt: skip
+            return "failed/policy-violation"
+        self._write_inbox(partner, message, fields)
+        return envelope.PROCESSED
+
+    def _inbox_name(self, partner: Partner, message: envelope.Message, suffix: str) -> Path:
+        header = message.header
+        stamp = header.created_at.strftime("%Y%m%dT%H%M%SZ")
+        what = message.category or header.kind
+        return self._config.inbox / f"{partner.id}_{what}_{stamp}_{header.message_id.value}{suffix}"
+
+    def _write_inbox(self, partner: Partner, message: envelope.Message, fields: list[str]) -> None:
+        self._config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = self._inbox_name(partner, message, ".csv")
+        with atomic_writer(target) as raw:
+            # UTF-8 with BOM and ';' is what Dutch Excel opens correctly by double-click.
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            writer = csv.writer(text, delimiter=";")
+            writer.writerow(fields)
+            for record in message.records:
+                writer.writerow([record.get(f, "") for f in fields])
+            text.flush()
+            text.detach()
+
+    def _write_notice(self, partner: Partner, message: envelope.Message) -> None:
+        self._config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+        body = {"kind": message.header.kind, **dict(message.body)}
+        target = self._inbox_name(partner, message, ".json")
+        write_atomic(target, [json.dumps(body, ensure_ascii=False, indent=2).encode()])
+
+    # -- receipts -------------------------------------------------------------------
+
+    def _send_receipt(self, partner: Partner, row: sqlite3.Row) -> None:
+        if row["receipt_id"]:
+            receipt_row = self._journal.outgoing(row["receipt_id"])
+            if receipt_row is not None and receipt_row["state"] == OutState.SEALED:
+                self._enqueue(partner.id, row["receipt_id"])
+            return
+        receipt_id = MessageId.new()
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        header = envelope.Header("receipt", receipt_id, self._config.party, partner.id, now)
+        body = envelope.Receipt(
+            in_reply_to=MessageId(row["message_id"]),
+            disposition=row["disposition"],
+            received_sha256=row["received_sha256"],
+            record_count=row["record_count"] or 0,
+            received_at=datetime.fromtimestamp(row["received_at"], UTC),
+        )
+        self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        plaintext = self._spool / f"{receipt_id.value}.json"
+        write_atomic(plaintext, [envelope.encode_receipt(header, body)])
+        ciphertext = self._spool / receipt_id.wire_name
+        try:
+            self._gpg.seal(plaintext, ciphertext, partner.fingerprint)
+        finally:
+            plaintext.unlink(missing_ok=True)
+        digest, size = sha256_file(ciphertext)
+        with self._journal.transaction():
+            self._journal.add_outgoing(
+                receipt_id.value, partner.id, kind="receipt", state=OutState.SEALED,
+                now=self._clock(), in_reply_to=row["message_id"],
+            )  # fmt: skip
+            self._journal.update_outgoing(receipt_id.value, now=self._clock(), sha256=digest,
+                                          size=size)  # fmt: skip
+            self._journal.update_incoming(row["message_id"], now=self._clock(),
+                                          receipt_id=receipt_id.value)  # fmt: skip
+        self._enqueue(partner.id, receipt_id.value)
+
+    def _answer_duplicate(
+        self, path: Path, partner: Partner, row: sqlite3.Row, digest: str
+    ) -> None:
+        """A message id we answered before: never deliver again; resend the original
+        receipt so a sender that lost it can still complete."""
+        self._log.warning(
+            "message_duplicate", message_id=row["message_id"], partner=partner.id,
+            same_ciphertext=digest == row["received_sha256"],
+        )  # fmt: skip
+        if digest != row["received_sha256"]:
+            self._incident(Incident("replayed", partner.id, row["message_id"], "replayed"))
+        receipt_id = row["receipt_id"]
+        if receipt_id and (self._spool / f"{receipt_id}.pgp").exists():
+            self._journal.update_outgoing(receipt_id, now=self._clock(), state=OutState.SEALED)
+            self._enqueue(partner.id, receipt_id)
+        path.unlink(missing_ok=True)
+
+    def _accept_receipt(self, partner: Partner, message: envelope.Message) -> None:
+        receipt = envelope.decode_receipt(message.body)
+        answered = receipt.in_reply_to.value
+        row = self._journal.outgoing(answered)
+        problem = None
+        if row is None or row["partner"] != partner.id or row["kind"] == "receipt":
+            problem = "unknown in_reply_to"
+        elif row["sha256"] != receipt.received_sha256:
+            problem = "received_sha256 does not match what was uploaded"
+        if problem is not None:
+            self._incident(Incident("receipt-invalid", partner.id, answered, problem))
+            return
+        assert row is not None  # noqa: S101 -- checked above
+        if row["state"] not in _AWAITING:
+            self._log.info("receipt_duplicate", message_id=answered, partner=partner.id)
+            return
+        now = self._clock()
+        step = machine.outgoing(row["state"], "receipt-ok" if receipt.ok else "receipt-failed")
+        if receipt.ok:
+            self._journal.update_outgoing(answered, now=now, state=step.state, receipted_at=now)
+            self._log.info(
+                "message_receipted", message_id=answered, partner=partner.id,
+                category=row["category"], record_count=receipt.record_count,
+                sha256=receipt.received_sha256, disposition=receipt.disposition,
+                latency_s=round(now - row["created_at"], 3),
+            )  # fmt: skip
+        else:
+            self._journal.update_outgoing(answered, now=now, state=step.state)
+            self._incident(Incident("receipt-failed", partner.id, answered, receipt.disposition))
+
+    def _quarantine(self, path: Path, partner: Partner, reason: str) -> None:
+        folder = self._config.state_dir / "quarantine" / partner.id
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.rename(folder / f"{int(self._clock() * 1000)}.bin")
+        self._log.error("incoming_quarantined", partner=partner.id, reason=reason)
+
+
+def _field_order(records: Sequence[Mapping[str, str]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for record in records:
+        for name in record:
+            seen.setdefault(name, None)
+    return list(seen)

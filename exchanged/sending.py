@@ -1,0 +1,236 @@
+"""The send path for one operator file: read, minimise, seal, archive, hand to upload.
+
+Order matters for crash safety (see core/machine.py): the journal learns of each
+message before its plaintext exists, the ciphertext is complete in the spool before
+the journal says ``sealed``, and the operator's file moves to ``sent/`` only after
+every message made from it is sealed. A restart finds the file either still in the
+outbox with nothing sealed (start again; the journal rows of the attempt are dropped)
+or sealed (finish archiving and upload).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from exchanged.adapters.files import move_into, sha256_file, write_atomic
+from exchanged.adapters.gpg import Gpg
+from exchanged.adapters.journal import Journal
+from exchanged.adapters.readers import open_table
+from exchanged.config import CATEGORY_FROM_COLUMN, CATEGORY_FROM_SUBFOLDER, Config, Outbox
+from exchanged.core import envelope
+from exchanged.core.machine import OutState
+from exchanged.core.model import MessageId, Record
+from exchanged.core.policy import Policy, RecordChecker, RowError, Verdict
+from exchanged.errors import OperatorInputError
+from exchanged.rejection_report import render_rejection_report
+
+__all__ = ["Sender", "source_key"]
+
+_SEALED_OR_LATER = frozenset(
+    {OutState.SEALED, OutState.UPLOADED, OutState.OVERDUE, OutState.RECEIPTED, OutState.REFUSED}
+)
+
+
+def source_key(path: Path) -> str:
+    """Identifies one dropped file by its folder and content, without its name leaving
+    this machine: the digest is stored in the journal, never the name in a log."""
+    digest, _ = sha256_file(path)
+    return hashlib.sha256(f"{path.parent}\0{digest}".encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class _Group:
+    """One message being written: all records for one (partner, category)."""
+
+    message_id: MessageId
+    partner: str
+    category: str
+    plaintext: Path
+    handle: IO[str]
+    count: int = 0
+
+
+class Sender:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        gpg: Gpg,
+        policy: Policy,
+        *,
+        clock: Callable[[], float],
+        log: Any,
+        enqueue_upload: Callable[[str, str], None],
+    ) -> None:
+        self._config = config
+        self._journal = journal
+        self._gpg = gpg
+        self._policy = policy
+        self._clock = clock
+        self._log = log
+        self._enqueue = enqueue_upload
+        self._spool = config.state_dir / "spool"
+
+    def take(self, path: Path, outbox: Outbox) -> None:
+        """Process one settled file of ``outbox``. Raises LocalSystemError (and leaves
+        the file where it is) when this machine is the problem."""
+        key = source_key(path)
+        previous = self._journal.outgoing_by_source(key)
+        if any(row["state"] in _SEALED_OR_LATER for row in previous):
+            self._archive(path, outbox, [r["message_id"] for r in previous], "sent")
+            for row in previous:
+                if row["state"] == OutState.SEALED:
+                    self._enqueue(row["partner"], row["message_id"])
+            return
+        for row in previous:  # an attempt that crashed before sealing: start again
+            self._discard(row["message_id"], rejected=False)
+        category = self._category_of(path, outbox)
+        try:
+            groups, verdict = self._minimise(path, outbox, category, key)
+        except OperatorInputError as exc:
+            self._reject(path, outbox, error=exc.message)
+            return
+        if not verdict.accepted:
+            for group in groups.values():
+                self._discard(group.message_id.value, rejected=True)
+            self._reject(path, outbox, verdict=verdict)
+            return
+        now = self._clock()
+        for group in groups.values():
+            self._journal.update_outgoing(
+                group.message_id.value, now=now, state=OutState.MINIMISED,
+                record_count=group.count,
+            )  # fmt: skip
+        for group in groups.values():
+            self._seal(group)
+        self._archive(path, outbox, [g.message_id.value for g in groups.values()], "sent")
+        for group in groups.values():
+            self._enqueue(group.partner, group.message_id.value)
+
+    # -- steps ----------------------------------------------------------------------
+
+    def _category_of(self, path: Path, outbox: Outbox) -> str | None:
+        if outbox.category == CATEGORY_FROM_SUBFOLDER:
+            return path.parent.name
+        if outbox.category == CATEGORY_FROM_COLUMN:
+            return None
+        return outbox.category
+
+    def _minimise(
+        self, path: Path, outbox: Outbox, category: str | None, key: str
+    ) -> tuple[dict[tuple[str, str], _Group], Verdict]:
+        groups: dict[tuple[str, str], _Group] = {}
+        try:
+            with open_table(path) as table:
+                checker = RecordChecker(
+                    self._policy, table.header, category=category,
+                    today=_utc(self._clock()).date(),
+                )  # fmt: skip
+                for number, row in enumerate(table.rows, start=1):
+                    record = checker.check(number, row)
+                    if record is not None:
+                        self._write(groups, record, outbox, path, key)
+                verdict = checker.finish()
+        finally:
+            for group in groups.values():
+                if not group.handle.closed:
+                    group.handle.write(envelope.export_tail(group.count))
+                    group.handle.close()
+        return groups, verdict
+
+    def _write(
+        self,
+        groups: dict[tuple[str, str], _Group],
+        record: Record,
+        outbox: Outbox,
+        path: Path,
+        key: str,
+    ) -> None:
+        partner = record.route or outbox.partner
+        group = groups.get((partner, record.category))
+        if group is None:
+            message_id = MessageId.new()
+            self._journal.add_outgoing(
+                message_id.value, partner, kind="export", state=OutState.DETECTED,
+                now=self._clock(), category=record.category, source_key=key,
+                source_path=str(path),
+            )  # fmt: skip
+            self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+            plaintext = self._spool / f"{message_id.value}.json"
+            handle = plaintext.open("w", encoding="utf-8")
+            plaintext.chmod(0o600)
+            header = envelope.Header(
+                kind="export",
+                message_id=message_id,
+                sender=self._config.party,
+                recipient=partner,
+                created_at=_utc(self._clock()),
+            )
+            handle.write(envelope.export_head(header, record.category))
+            group = _Group(message_id, partner, record.category, plaintext, handle)
+            groups[(partner, record.category)] = group
+        group.handle.write(envelope.export_record(record, first=group.count == 0))
+        group.count += 1
+
+    def _seal(self, group: _Group) -> None:
+        partner = self._config.partners[group.partner]
+        ciphertext = self._spool / f"{group.message_id.value}.pgp"
+        self._gpg.seal(group.plaintext, ciphertext, partner.fingerprint)
+        group.plaintext.unlink()
+        digest, size = sha256_file(ciphertext)
+        self._journal.update_outgoing(
+            group.message_id.value, now=self._clock(), state=OutState.SEALED, sha256=digest,
+            size=size,
+        )  # fmt: skip
+        self._log.info(
+            "message_sealed", message_id=group.message_id.value, partner=group.partner,
+            category=group.category, record_count=group.count, sha256=digest, size=size,
+        )  # fmt: skip
+
+    def _discard(self, message_id: str, *, rejected: bool) -> None:
+        for suffix in (".json", ".pgp"):
+            with contextlib.suppress(FileNotFoundError):
+                (self._spool / f"{message_id}{suffix}").unlink()
+        if rejected:
+            self._journal.update_outgoing(message_id, now=self._clock(), state=OutState.REJECTED)
+        else:
+            self._journal.forget_outgoing(message_id)
+
+    def _archive(self, path: Path, outbox: Outbox, message_ids: list[str], folder: str) -> None:
+        if not path.exists():
+            return
+        target = move_into(path, outbox.path / folder)
+        for message_id in message_ids:
+            self._journal.update_outgoing(message_id, now=self._clock(), source_path=str(target))
+
+    def _reject(
+        self,
+        path: Path,
+        outbox: Outbox,
+        *,
+        verdict: Verdict | None = None,
+        error: str | None = None,
+    ) -> None:
+        target = move_into(path, outbox.path / "rejected")
+        errors: tuple[RowError, ...] = verdict.errors if verdict else ()
+        report = render_rejection_report(verdict=verdict, error=error)
+        report_path = target.with_name(f"{target.name}.rejected.txt")
+        write_atomic(report_path, [report.encode("utf-8")])
+        self._log.warning(
+            "export_rejected",
+            outbox=str(outbox.path),
+            partner=outbox.partner,
+            error_count=len(errors),
+            error_codes=sorted({e.code for e in errors}) or ["unreadable"],
+            first_errors=[{"row": e.row, "column": e.column, "code": e.code} for e in errors[:5]],
+        )
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)

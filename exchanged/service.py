@@ -1,0 +1,275 @@
+"""The daemon: wires the adapters to the core and runs the main loop.
+
+Threads: the main thread owns the outboxes and incoming channels (minimise, seal,
+open, deliver); one ``PartnerLink`` thread per partner owns that partner's SFTP
+connection; watchdog's observer thread only sets a flag. The journal is the single
+source of truth shared between them, so a restart resumes from it alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from exchanged.adapters.files import ensure_private_dir
+from exchanged.adapters.gpg import Gpg
+from exchanged.adapters.journal import Journal
+from exchanged.adapters.sftp import Endpoint, SftpLink
+from exchanged.config import CATEGORY_FROM_SUBFOLDER, Config, Outbox, Partner
+from exchanged.core.machine import OutState
+from exchanged.core.model import CATEGORIES
+from exchanged.core.policy import Policy
+from exchanged.errors import ExchangedError, LocalSystemError
+from exchanged.links import PartnerLink
+from exchanged.logs import get_logger
+from exchanged.outbox import Candidate, SettleTracker, list_candidates
+from exchanged.receiving import Incident, Receiver
+from exchanged.sending import Sender
+
+__all__ = ["Service"]
+
+_IDLE_WAIT_SECONDS = 5.0
+_SETTLING_WAIT_SECONDS = 0.1
+_LOCAL_RETRY_SECONDS = 30.0
+
+
+class _Wake(FileSystemEventHandler):
+    """watchdog callback: any change in a watched folder just wakes the main loop,
+    which then lists the folder itself (robust against coalesced or lost events)."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in ("opened", "closed_no_write"):
+            self._wake()
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        policy: Policy,
+        gpg_passphrase: str | None = None,
+        ssh_key_passphrase: str | None = None,
+        clock: Callable[[], float] = time.time,
+        raise_incident: Callable[[Incident], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._log = get_logger(party=config.party)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        state = ensure_private_dir(config.state_dir)
+        self._spool = ensure_private_dir(state / "spool")
+        self.journal = Journal(state / "journal.sqlite")
+        self._gpg = Gpg(config.gpg_home, config.fingerprint, passphrase=gpg_passphrase)
+        self._incident_sink = raise_incident or self._log_incident
+        self._links: dict[str, PartnerLink] = {}
+        for partner in config.partners.values():
+            endpoint = Endpoint(
+                host=partner.sftp.host,
+                port=partner.sftp.port,
+                user=partner.sftp.user,
+                key_file=partner.sftp.key_file,
+                host_key=partner.sftp.host_key,
+                key_passphrase=ssh_key_passphrase,
+            )
+            self._links[partner.id] = PartnerLink(
+                partner,
+                SftpLink(endpoint),
+                self.journal,
+                spool=self._spool,
+                inbound=state / "inbound" / partner.id,
+                clock=clock,
+                log=self._log,
+                retry_cap=config.limits.retry_cap_seconds,
+                on_received=self._wake.set,
+                on_host_key_mismatch=self._host_key_mismatch,
+                stop=self._stop,
+            )
+        self._sender = Sender(
+            config, self.journal, self._gpg, policy, clock=clock, log=self._log,
+            enqueue_upload=self._enqueue,
+        )  # fmt: skip
+        self._receiver = Receiver(
+            config, self.journal, self._gpg, policy, clock=clock, log=self._log,
+            enqueue_upload=self._enqueue, raise_incident=self._incident,
+        )  # fmt: skip
+        self._settle = SettleTracker(config.limits.settle_seconds)
+        self._local_failures: dict[Path, float] = {}
+        self._refused_links: set[Path] = set()
+        self._observer: Any = None
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        def stop(_signum: int, _frame: FrameType | None) -> None:
+            self.request_stop()
+
+        def reload(_signum: int, _frame: FrameType | None) -> None:
+            self._log.warning("reload_not_supported", hint="restart the service to reload")
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        self._log.info("service_starting", partners=sorted(self.config.partners))
+        self._start_observer()  # first, so nothing dropped during the first scan is missed
+        self._resume()
+        for link in self._links.values():
+            link.start()
+        self._cycle()
+        self._log.info("service_ready")
+        if on_ready is not None:
+            on_ready()
+        # Every pass lists all folders (cheap), so the periodic rescan that covers lost
+        # inotify events and network file systems is simply a bounded wait.
+        idle = min(_IDLE_WAIT_SECONDS, self.config.limits.rescan_seconds)
+        try:
+            while not self._stop.is_set():
+                wait = _SETTLING_WAIT_SECONDS if self._settle.pending() else idle
+                self._wake.wait(timeout=wait)
+                self._wake.clear()
+                self._cycle()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._log.info("service_stopping")
+        self._stop.set()
+        for link in self._links.values():
+            link.poke()
+        if self._observer is not None:
+            # watchdog's inotify emitter logs a spurious ERROR when it is stopped while an
+            # event is in flight (watchdog PR #963); on the way out that is noise.
+            logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
+            self._observer.stop()
+        for link in self._links.values():
+            if link.is_alive():
+                link.join(timeout=8)
+        if self._observer is not None:
+            self._observer.join(timeout=2)
+        self._gpg.close()
+        self.journal.close()
+        self._log.info("service_stopped")
+
+    def healthy(self) -> bool:
+        """For the systemd watchdog: every worker and the folder observer are alive."""
+        links_ok = all(link.is_alive() for link in self._links.values())
+        return links_ok and self._observer is not None and self._observer.is_alive()
+
+    def _start_observer(self) -> None:
+        observer = Observer()
+        handler = _Wake(self._wake.set)
+        for folder in self._watched_folders():
+            ensure_private_dir(folder)
+            observer.schedule(handler, str(folder), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def _watched_folders(self) -> list[Path]:
+        folders = [folder for outbox in self.config.outboxes for folder in _folders_of(outbox)]
+        for partner in self.config.partners.values():
+            folders.append(self._channel(partner))
+        return folders
+
+    def _channel(self, partner: Partner) -> Path:
+        if partner.local_dir is not None:
+            return partner.local_dir
+        return self.config.state_dir / "inbound" / partner.id
+
+    def _resume(self) -> None:
+        """Replay what the journal says is owed: uploads of sealed messages."""
+        for row in self.journal.outgoing_in([OutState.SEALED]):
+            self._enqueue(row["partner"], row["message_id"])
+
+    # -- one pass over the folders --------------------------------------------------
+
+    def _cycle(self) -> None:
+        now = self._clock()
+        for partner in self.config.partners.values():
+            for candidate in list_candidates(self._channel(partner)):
+                if not candidate.symlink:
+                    self._guard(functools.partial(self._receiver.take, candidate.path, partner))
+        present: set[Path] = set()
+        for outbox in self.config.outboxes:
+            for folder in _folders_of(outbox):
+                for candidate in list_candidates(folder):
+                    present.add(candidate.path)
+                    self._consider(candidate, outbox, now)
+        self._settle.prune(present)
+
+    def _consider(self, candidate: Candidate, outbox: Outbox, now: float) -> None:
+        if candidate.symlink:
+            if candidate.path not in self._refused_links:
+                self._refused_links.add(candidate.path)
+                self._log.error("outbox_symlink_refused", outbox=str(outbox.path))
+                self._incident(Incident("outbox-unsafe-file", outbox.partner, "", "symlink"))
+            return
+        if not self._settle.observe(candidate, now):
+            return
+        retry_at = self._local_failures.get(candidate.path)
+        if retry_at is not None and now < retry_at:
+            return
+        ok = self._guard(lambda: self._sender.take(candidate.path, outbox))
+        if ok:
+            self._local_failures.pop(candidate.path, None)
+            self._settle.forget(candidate.path)
+        else:
+            self._local_failures[candidate.path] = now + _LOCAL_RETRY_SECONDS
+
+    def _guard(self, work: Callable[[], None]) -> bool:
+        """Run one unit of work; a local failure is logged and retried later, never
+        fatal to the daemon and never losing the file it was about."""
+        try:
+            work()
+        except (ExchangedError, OSError) as exc:
+            error = exc if isinstance(exc, ExchangedError) else LocalSystemError(str(exc))
+            self._log.error(
+                "local_failure", error=error.message, error_type=type(exc).__name__,
+                retry_in_s=_LOCAL_RETRY_SECONDS,
+            )  # fmt: skip
+            return False
+        return True
+
+    # -- callbacks ------------------------------------------------------------------
+
+    def _enqueue(self, partner: str, message_id: str) -> None:
+        self._links[partner].enqueue(message_id)
+
+    def _incident(self, incident: Incident) -> None:
+        self._incident_sink(incident)
+
+    def _log_incident(self, incident: Incident) -> None:
+        self._log.error(
+            "security_incident", kind=incident.kind, partner=incident.partner,
+            message_id=incident.message_id or None, detail=incident.detail,
+        )  # fmt: skip
+
+    def _host_key_mismatch(self, partner: Partner, message: str) -> None:
+        self._log.error("host_key_mismatch", partner=partner.id, error=message)
+        self._incident(Incident("host-key-mismatch", partner.id, "", "host-key-mismatch"))
+
+
+def _folders_of(outbox: Outbox) -> list[Path]:
+    if outbox.category == CATEGORY_FROM_SUBFOLDER:
+        return [outbox.path / category for category in CATEGORIES]
+    return [outbox.path]
