@@ -7,6 +7,9 @@ missing=""
 command -v gpg >/dev/null 2>&1 || missing="$missing gnupg"
 command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
 command -v sftp >/dev/null 2>&1 || missing="$missing openssh-client"
+# systemd-analyze checks the shipped unit's hardening score offline (no PID 1 needed).
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
     echo "exchanged: missing system packages:$missing" >&2
