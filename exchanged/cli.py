@@ -31,14 +31,41 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from exchanged.adapters.notify import CommandHook, IncidentNotifier, MailNotifier, SmtpSettings
     from exchanged.config import load_config
+    from exchanged.credentials import (
+        GPG_KEY_CREDENTIAL,
+        SMTP_CREDENTIAL,
+        SSH_KEY_CREDENTIAL,
+        read_credential,
+    )
     from exchanged.logs import configure_logging
     from exchanged.policyfile import load_policy
     from exchanged.service import Service
 
     config = load_config(args.config)
     configure_logging(level=args.log_level)
-    service = Service(config, policy=load_policy(config.policy_file))
+    notifiers: list[IncidentNotifier] = []
+    if config.mail is not None:
+        mail = config.mail
+        notifiers.append(
+            MailNotifier(
+                SmtpSettings(
+                    host=mail.host, port=mail.port, security=mail.security,  # type: ignore[arg-type]
+                    from_addr=mail.from_addr, to_addrs=mail.to_addrs, username=mail.username,
+                    password=read_credential(SMTP_CREDENTIAL, required=mail.username is not None),
+                )
+            )
+        )  # fmt: skip
+    if config.incident_hook:
+        notifiers.append(CommandHook(config.incident_hook))
+    service = Service(
+        config,
+        policy=load_policy(config.policy_file),
+        gpg_passphrase=read_credential(GPG_KEY_CREDENTIAL, required=False),
+        ssh_key_passphrase=read_credential(SSH_KEY_CREDENTIAL, required=False),
+        notifiers=tuple(notifiers),
+    )
     service.install_signal_handlers()
     service.run()
     return EXIT_OK

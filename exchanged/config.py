@@ -23,6 +23,8 @@ __all__ = [
     "CATEGORY_FROM_SUBFOLDER",
     "Config",
     "Limits",
+    "MailSettings",
+    "Organisation",
     "Outbox",
     "Partner",
     "SftpSettings",
@@ -32,6 +34,7 @@ __all__ = [
 CATEGORY_FROM_SUBFOLDER: Final = "subfolder"
 CATEGORY_FROM_COLUMN: Final = "column"
 RECEIVE_MODES: Final = ("local", "poll")
+_DEFAULT_CONTACT_ROLE: Final = "Functionaris gegevensbescherming"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,28 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Organisation:
+    """Functional contact points only (no employee names), for mails, notices, AP form."""
+
+    name: str
+    contact_role: str = _DEFAULT_CONTACT_ROLE
+    contact_email: str = ""
+    contact_phone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MailSettings:
+    """SMTP for incident mail; the password comes from the ``smtp-password`` credential."""
+
+    host: str
+    port: int
+    security: str
+    from_addr: str
+    to_addrs: tuple[str, ...]
+    username: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     party: str
@@ -86,6 +111,9 @@ class Config:
     outboxes: tuple[Outbox, ...]
     partners: Mapping[str, Partner]
     limits: Limits
+    organisation: Organisation
+    mail: MailSettings | None = None
+    incident_hook: tuple[str, ...] = ()
 
 
 class _Table:
@@ -131,6 +159,12 @@ class _Table:
     def integer(self, name: str, default: Any = None) -> int:
         value: int = self._get(name, int, "an integer", _REQUIRED if default is None else default)
         return value
+
+    def strings(self, name: str, *, required: bool) -> tuple[str, ...]:
+        value = self._get(name, list, "a list of strings", _REQUIRED if required else [])
+        if (required and not value) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(name, "must be a non-empty list of non-empty strings")
+        return tuple(value)
 
     def table(self, name: str) -> _Table:
         value = self._get(name, dict, "a table", _REQUIRED)
@@ -184,6 +218,9 @@ def load_config(path: Path) -> Config:
     fingerprint = _fingerprint(gpg, "fingerprint")
     gpg.finish()
     limits = _limits(top)
+    organisation = _organisation(top, party)
+    mail = _mail(top) if "mail" in top.data else None
+    hook = _hook(top)
     partners: dict[str, Partner] = {}
     for index, item in enumerate(top.tables("partner")):
         partner = _partner(_Table(path, f"partner[{index}].", item), partners)
@@ -206,6 +243,9 @@ def load_config(path: Path) -> Config:
         outboxes=outboxes,
         partners=partners,
         limits=limits,
+        organisation=organisation,
+        mail=mail,
+        incident_hook=hook,
     )
 
 
@@ -238,6 +278,44 @@ def _limits(top: _Table) -> Limits:
     )
     table.finish()
     return limits
+
+
+def _organisation(top: _Table, party: str) -> Organisation:
+    if "organisation" not in top.data:
+        return Organisation(name=party)
+    table = top.table("organisation")
+    organisation = Organisation(
+        name=table.text("name"),
+        contact_role=table.text("contact_role", _DEFAULT_CONTACT_ROLE),
+        contact_email=table.text("contact_email", ""),
+        contact_phone=table.text("contact_phone", ""),
+    )
+    table.finish()
+    return organisation
+
+
+def _mail(top: _Table) -> MailSettings:
+    table = top.table("mail")
+    security = table.text("security", "starttls")
+    if security not in ("starttls", "tls", "none"):
+        raise table.error("security", "must be one of starttls, tls, none")
+    recipients = table.strings("to", required=True)
+    if not all("@" in r for r in recipients):
+        raise table.error("to", "must be a non-empty list of e-mail addresses")
+    settings = MailSettings(
+        host=table.text("host"),
+        port=table.integer("port", 587),
+        security=security,
+        from_addr=table.text("from"),
+        to_addrs=tuple(recipients),
+        username=table.optional_str("username"),
+    )
+    table.finish()
+    return settings
+
+
+def _hook(top: _Table) -> tuple[str, ...]:
+    return top.strings("incident_hook", required=False)
 
 
 def _partner(table: _Table, seen: Mapping[str, Partner]) -> Partner:

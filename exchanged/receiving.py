@@ -16,7 +16,6 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +28,8 @@ from exchanged.core import envelope, machine
 from exchanged.core.machine import InState, OutState
 from exchanged.core.model import MessageId
 from exchanged.core.policy import Policy, RecordChecker
+from exchanged.errors import PartnerError
+from exchanged.incidents import Detection
 
 __all__ = ["Receiver", "wire_message_id"]
 
@@ -43,16 +44,6 @@ def wire_message_id(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-@dataclass(frozen=True, slots=True)
-class Incident:
-    """What the receive path saw that the incident register must know."""
-
-    kind: str
-    partner: str
-    message_id: str
-    detail: str
-
-
 class Receiver:
     def __init__(
         self,
@@ -64,7 +55,8 @@ class Receiver:
         clock: Callable[[], float],
         log: Any,
         enqueue_upload: Callable[[str, str], None],
-        raise_incident: Callable[[Incident], None],
+        raise_incident: Callable[[Detection], None],
+        on_partner_notice: Callable[[str, Mapping[str, Any], str], object],
     ) -> None:
         self._config = config
         self._journal = journal
@@ -74,6 +66,7 @@ class Receiver:
         self._log = log
         self._enqueue = enqueue_upload
         self._incident = raise_incident
+        self._on_notice = on_partner_notice
         self._spool = config.state_dir / "spool"
         self._work = config.state_dir / "work"
 
@@ -176,13 +169,21 @@ class Receiver:
         incident_kind: str,
         message: envelope.Message | None = None,
     ) -> tuple[str, envelope.Message | None]:
-        self._incident(Incident(incident_kind, partner.id, wire_id, reason))
+        self._incident(Detection(incident_kind, partner.id, wire_id, reason))
         return f"failed/{reason}", message
 
     # -- delivering -----------------------------------------------------------------
 
     def _deliver(self, partner: Partner, message: envelope.Message) -> str:
         header = message.header
+        if header.kind == "incident-notice":
+            try:
+                self._on_notice(partner.id, message.body, header.message_id.value)
+            except (PartnerError, ValueError):
+                mid = header.message_id.value
+                self._incident(Detection("malformed-message", partner.id, mid, "bad-notice"))
+                return "failed/malformed"
+            return envelope.PROCESSED
         if header.kind not in ("export", "correction"):
             # Notices and withdrawals are handled by the later issues; until then they
             # are delivered as files like exports, so nothing a partner sends is lost.
@@ -198,7 +199,7 @@ class Receiver:
         verdict = checker.finish()
         if not verdict.accepted or verdict.dropped_columns:
             self._incident(
-                Incident("partner-policy-violation", partner.id, header.message_id.value,
+                Detection("partner-policy-violation", partner.id, header.message_id.value,
                          "policy-violation")
             )  # fmt: skip
             return "failed/policy-violation"
@@ -278,7 +279,7 @@ class Receiver:
             same_ciphertext=digest == row["received_sha256"],
         )  # fmt: skip
         if digest != row["received_sha256"]:
-            self._incident(Incident("replayed", partner.id, row["message_id"], "replayed"))
+            self._incident(Detection("replayed", partner.id, row["message_id"], "replayed"))
         receipt_id = row["receipt_id"]
         if receipt_id and (self._spool / f"{receipt_id}.pgp").exists():
             self._journal.update_outgoing(receipt_id, now=self._clock(), state=OutState.SEALED)
@@ -295,7 +296,7 @@ class Receiver:
         elif row["sha256"] != receipt.received_sha256:
             problem = "received_sha256 does not match what was uploaded"
         if problem is not None:
-            self._incident(Incident("receipt-invalid", partner.id, answered, problem))
+            self._incident(Detection("receipt-invalid", partner.id, answered, problem))
             return
         assert row is not None  # noqa: S101 -- checked above
         if row["state"] not in _AWAITING:
@@ -313,7 +314,7 @@ class Receiver:
             )  # fmt: skip
         else:
             self._journal.update_outgoing(answered, now=now, state=step.state)
-            self._incident(Incident("receipt-failed", partner.id, answered, receipt.disposition))
+            self._incident(Detection("receipt-failed", partner.id, answered, receipt.disposition))
 
     def _quarantine(self, path: Path, partner: Partner, reason: str) -> None:
         folder = self._config.state_dir / "quarantine" / partner.id

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,10 +108,29 @@ class Sender:
                 record_count=group.count,
             )  # fmt: skip
         for group in groups.values():
-            self._seal(group)
+            self._seal(group.message_id.value, group.partner, group.plaintext,
+                       what=group.category, count=group.count)  # fmt: skip
         self._archive(path, outbox, [g.message_id.value for g in groups.values()], "sent")
         for group in groups.values():
             self._enqueue(group.partner, group.message_id.value)
+
+    def send_envelope(self, partner: str, kind: str, body: Mapping[str, Any]) -> str:
+        """Seal and queue a small message (an incident notice, a withdrawal) through the
+        same journaled path as an export; return its message id."""
+        message_id = MessageId.new()
+        now = self._clock()
+        self._journal.add_outgoing(
+            message_id.value, partner, kind=kind, state=OutState.DETECTED, now=now
+        )
+        header = envelope.Header(kind, message_id, self._config.party, partner, _utc(now))
+        self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        plaintext = self._spool / f"{message_id.value}.json"
+        write_atomic(plaintext, [envelope.encode_message(header, body)])
+        self._journal.update_outgoing(message_id.value, now=now, state=OutState.MINIMISED,
+                                      record_count=0)  # fmt: skip
+        self._seal(message_id.value, partner, plaintext, what=kind, count=0)
+        self._enqueue(partner, message_id.value)
+        return message_id.value
 
     # -- steps ----------------------------------------------------------------------
 
@@ -178,19 +197,19 @@ class Sender:
         group.handle.write(envelope.export_record(record, first=group.count == 0))
         group.count += 1
 
-    def _seal(self, group: _Group) -> None:
-        partner = self._config.partners[group.partner]
-        ciphertext = self._spool / f"{group.message_id.value}.pgp"
-        self._gpg.seal(group.plaintext, ciphertext, partner.fingerprint)
-        group.plaintext.unlink()
+    def _seal(
+        self, message_id: str, partner: str, plaintext: Path, *, what: str, count: int
+    ) -> None:
+        ciphertext = self._spool / f"{message_id}.pgp"
+        self._gpg.seal(plaintext, ciphertext, self._config.partners[partner].fingerprint)
+        plaintext.unlink()
         digest, size = sha256_file(ciphertext)
         self._journal.update_outgoing(
-            group.message_id.value, now=self._clock(), state=OutState.SEALED, sha256=digest,
-            size=size,
-        )  # fmt: skip
+            message_id, now=self._clock(), state=OutState.SEALED, sha256=digest, size=size
+        )
         self._log.info(
-            "message_sealed", message_id=group.message_id.value, partner=group.partner,
-            category=group.category, record_count=group.count, sha256=digest, size=size,
+            "message_sealed", message_id=message_id, partner=partner, category=what,
+            record_count=count, sha256=digest, size=size,
         )  # fmt: skip
 
     def _discard(self, message_id: str, *, rejected: bool) -> None:

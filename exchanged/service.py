@@ -24,16 +24,21 @@ from watchdog.observers import Observer
 from exchanged.adapters.files import ensure_private_dir
 from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.journal import Journal
+from exchanged.adapters.notify import IncidentNotifier
 from exchanged.adapters.sftp import Endpoint, SftpLink
 from exchanged.config import CATEGORY_FROM_SUBFOLDER, Config, Outbox, Partner
+from exchanged.core import machine
+from exchanged.core.incident import OrgInfo
 from exchanged.core.machine import OutState
 from exchanged.core.model import CATEGORIES
 from exchanged.core.policy import Policy
 from exchanged.errors import ExchangedError, LocalSystemError
+from exchanged.incidents import Detection, IncidentDesk
 from exchanged.links import PartnerLink
 from exchanged.logs import get_logger
 from exchanged.outbox import Candidate, SettleTracker, list_candidates
-from exchanged.receiving import Incident, Receiver
+from exchanged.receiving import Receiver
+from exchanged.sdnotify import Notifier
 from exchanged.sending import Sender
 
 __all__ = ["Service"]
@@ -41,6 +46,8 @@ __all__ = ["Service"]
 _IDLE_WAIT_SECONDS = 5.0
 _SETTLING_WAIT_SECONDS = 0.1
 _LOCAL_RETRY_SECONDS = 30.0
+_TICK_SECONDS = 1.0
+_LOSS_REPORTED = "loss-in-transit reported"
 
 
 class _Wake(FileSystemEventHandler):
@@ -64,7 +71,8 @@ class Service:
         gpg_passphrase: str | None = None,
         ssh_key_passphrase: str | None = None,
         clock: Callable[[], float] = time.time,
-        raise_incident: Callable[[Incident], None] | None = None,
+        notifiers: tuple[IncidentNotifier, ...] = (),
+        sd_notify: Notifier | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -75,7 +83,7 @@ class Service:
         self._spool = ensure_private_dir(state / "spool")
         self.journal = Journal(state / "journal.sqlite")
         self._gpg = Gpg(config.gpg_home, config.fingerprint, passphrase=gpg_passphrase)
-        self._incident_sink = raise_incident or self._log_incident
+        self._sd = sd_notify or Notifier(unset_environment=True)
         self._links: dict[str, PartnerLink] = {}
         for partner in config.partners.values():
             endpoint = Endpoint(
@@ -103,14 +111,25 @@ class Service:
             config, self.journal, self._gpg, policy, clock=clock, log=self._log,
             enqueue_upload=self._enqueue,
         )  # fmt: skip
+        org = config.organisation
+        self.incidents = IncidentDesk(
+            self.journal,
+            OrgInfo(name=org.name, party_id=config.party, contact_role=org.contact_role,
+                    contact_email=org.contact_email, contact_phone=org.contact_phone),
+            clock=clock, log=self._log, notifiers=notifiers,
+            send_notice=lambda partner, body: self._sender.send_envelope(
+                partner, "incident-notice", body),
+        )  # fmt: skip
         self._receiver = Receiver(
             config, self.journal, self._gpg, policy, clock=clock, log=self._log,
             enqueue_upload=self._enqueue, raise_incident=self._incident,
+            on_partner_notice=self.incidents.partner_notice,
         )  # fmt: skip
         self._settle = SettleTracker(config.limits.settle_seconds)
         self._local_failures: dict[Path, float] = {}
         self._refused_links: set[Path] = set()
         self._observer: Any = None
+        self._next_tick = 0.0
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -137,6 +156,7 @@ class Service:
             link.start()
         self._cycle()
         self._log.info("service_ready")
+        self._sd.ready(self._status_line())
         if on_ready is not None:
             on_ready()
         # Every pass lists all folders (cheap), so the periodic rescan that covers lost
@@ -148,10 +168,64 @@ class Service:
                 self._wake.wait(timeout=wait)
                 self._wake.clear()
                 self._cycle()
+                self._periodic()
         finally:
             self._shutdown()
 
+    def _periodic(self) -> None:
+        """Once a second at most: receipt deadlines, incident reminders, systemd pings."""
+        now = self._clock()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + _TICK_SECONDS
+        self._guard(self._check_deadlines)
+        self._guard(self.incidents.remind)
+        if self.healthy():
+            self._sd.watchdog()
+        else:
+            self._log.error("service_unhealthy", hint="a worker thread or the observer died")
+        self._sd.status(self._status_line())
+
+    def _status_line(self) -> str:
+        counts: dict[str, int] = {}
+        for states in self.journal.counts()["out"].values():
+            for state, n in states.items():
+                counts[state] = counts.get(state, 0) + n
+        queued = sum(counts.get(s, 0) for s in (OutState.DETECTED, OutState.MINIMISED,
+                                                  OutState.SEALED))  # fmt: skip
+        return (
+            f"{queued} queued, {counts.get(OutState.UPLOADED, 0)} awaiting receipt, "
+            f"{counts.get(OutState.OVERDUE, 0)} overdue, "
+            f"{counts.get(OutState.RECEIPTED, 0)} receipted"
+        )
+
+    def _check_deadlines(self) -> None:
+        """Uploaded messages without a receipt become overdue (a warning), and past the
+        second deadline an incident of possible loss in transit (once per message)."""
+        now = self._clock()
+        limits = self.config.limits
+        for row in self.journal.outgoing_in([OutState.UPLOADED, OutState.OVERDUE]):
+            if row["kind"] == "receipt":
+                continue
+            age = now - (row["uploaded_at"] or row["created_at"])
+            if row["state"] == OutState.UPLOADED and age >= limits.receipt_deadline_seconds:
+                step = machine.outgoing(row["state"], "deadline")
+                self.journal.update_outgoing(row["message_id"], now=now, state=step.state)
+                self._log.warning(
+                    "message_overdue", message_id=row["message_id"], partner=row["partner"],
+                    category=row["category"], waited_s=round(age),
+                )  # fmt: skip
+            elif (
+                row["state"] == OutState.OVERDUE
+                and age >= limits.loss_deadline_seconds
+                and row["last_error"] != _LOSS_REPORTED
+            ):
+                self.journal.update_outgoing(row["message_id"], now=now, last_error=_LOSS_REPORTED)
+                self._incident(Detection("loss-in-transit", row["partner"], row["message_id"],
+                                         "no-receipt", row["record_count"]))  # fmt: skip
+
     def _shutdown(self) -> None:
+        self._sd.stopping()
         self._log.info("service_stopping")
         self._stop.set()
         for link in self._links.values():
@@ -222,7 +296,7 @@ class Service:
             if candidate.path not in self._refused_links:
                 self._refused_links.add(candidate.path)
                 self._log.error("outbox_symlink_refused", outbox=str(outbox.path))
-                self._incident(Incident("outbox-unsafe-file", outbox.partner, "", "symlink"))
+                self._incident(Detection("outbox-unsafe-file", outbox.partner, None, "symlink"))
             return
         if not self._settle.observe(candidate, now):
             return
@@ -255,18 +329,18 @@ class Service:
     def _enqueue(self, partner: str, message_id: str) -> None:
         self._links[partner].enqueue(message_id)
 
-    def _incident(self, incident: Incident) -> None:
-        self._incident_sink(incident)
-
-    def _log_incident(self, incident: Incident) -> None:
-        self._log.error(
-            "security_incident", kind=incident.kind, partner=incident.partner,
-            message_id=incident.message_id or None, detail=incident.detail,
-        )  # fmt: skip
+    def _incident(self, detection: Detection) -> None:
+        try:
+            self.incidents.detect(detection)
+        except Exception:
+            # The register failing must not hide the incident: say it in the log at least.
+            self._log.critical("incident_register_failed", kind=detection.kind,
+                               partner=detection.partner, exc_info=True)  # fmt: skip
+            raise
 
     def _host_key_mismatch(self, partner: Partner, message: str) -> None:
         self._log.error("host_key_mismatch", partner=partner.id, error=message)
-        self._incident(Incident("host-key-mismatch", partner.id, "", "host-key-mismatch"))
+        self._incident(Detection("host-key-mismatch", partner.id, None, "host-key-mismatch"))
 
 
 def _folders_of(outbox: Outbox) -> list[Path]:

@@ -130,6 +130,7 @@ class Kind(StrEnum):
     PARTNER_KEY_CHANGED = "partner-key-changed"
     PARTNER_KEY_EXPIRED = "partner-key-expired"
     PARTNER_NOTICE = "partner-notice"
+    MALFORMED_MESSAGE = "malformed-message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,8 @@ CATALOGUE: Mapping[Kind, KindInfo] = dict(
         _k(Kind.PARTNER_KEY_EXPIRED, _MED, (_A,), True, None,
            "The partner's pinned key expired.",
            "Sending to this partner stopped until a valid key is pinned."),
+        _k(Kind.MALFORMED_MESSAGE, _MED, (_I,), True, True,
+           "A correctly signed message from the partner was not a valid v1 envelope."),
         _k(Kind.PARTNER_NOTICE, _HIGH, (_C,), False, None,
            "A partner reported a security incident concerning data shared with us.",
            "The partner's notice was registered; no data were changed here."),

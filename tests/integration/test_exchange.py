@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import sqlite3
 import time
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def _inbox_rows(folder: Path) -> list[dict[str, str]]:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             found.extend(csv.DictReader(handle, delimiter=";"))
     return found
+
+
+def _sealed_exports(journal: Path) -> set[str]:
+    with sqlite3.connect(journal) as db:
+        rows = db.execute(
+            "SELECT message_id FROM outgoing WHERE kind = 'export' AND state = 'sealed'"
+        ).fetchall()
+    return {row[0] for row in rows}
 
 
 def test_two_party_exchange_in_both_directions(workspace: Workspace) -> None:
@@ -126,5 +135,11 @@ def test_host_key_change_is_refused_and_message_stays_queued(workspace: Workspac
     assert mismatch[0]["partner"] == "passendwijs"
     assert workspace.outgoing_states(rbl) == {"sealed": 1}  # queued, not lost, not sent
     assert list(pw.incoming.iterdir()) == []  # nothing reached the impostor
-    assert len(list((rbl.state_dir / "spool").glob("*.pgp"))) == 1
     assert workspace.stop_daemon(rbl) == 0
+    events = [json.loads(line) for line in rbl.log_path.read_text().splitlines()]
+    incidents = [e for e in events if e.get("event") == "security_incident"]
+    assert [e["kind"] for e in incidents] == ["host-key-mismatch"]  # one, however many retries
+    # The sealed ciphertext waits in the spool for the link to be trusted again.
+    spooled = {p.stem for p in (rbl.state_dir / "spool").glob("*.pgp")}
+    sealed = _sealed_exports(rbl.state_dir / "journal.sqlite")
+    assert len(sealed) == 1 and sealed <= spooled
