@@ -3,24 +3,44 @@
 A BSN is 9 digits d1..d9 with 9*d1 + 8*d2 + ... + 2*d8 - 1*d9 divisible by 11. Eight
 digits get one leading zero (old numbers are written without it); shorter input is
 refused rather than padded, because padding would accept "140" as a valid number.
+For the same reason a number with more than one leading zero is refused: "00000140"
+is eight digits, but it is a short number zero-padded by someone else's software.
 """
 
 from __future__ import annotations
 
-__all__ = ["is_valid_bsn", "normalise_bsn"]
+__all__ = ["BSN_ELFPROEF", "BSN_FORMAT", "bsn_problem", "is_valid_bsn", "normalise_bsn"]
 
 _WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
-_SEPARATORS = str.maketrans("", "", " .-\u00a0")
+_SEPARATORS = str.maketrans("", "", " .-\u00a0\t")
+
+# Error codes, shared with the policy engine and the rejection report.
+BSN_FORMAT = "bsn-format"
+BSN_ELFPROEF = "bsn-elfproef"
 
 
-def normalise_bsn(text: str) -> str | None:
-    """Return the 9-digit BSN for ``text``, or None when it is not a valid BSN."""
+def _digits(text: str) -> str | None:
     digits = text.strip().translate(_SEPARATORS)
     if len(digits) == 8:
         digits = "0" + digits
     if len(digits) != 9 or not digits.isascii() or not digits.isdigit():
         return None
-    return digits if is_valid_bsn(digits) else None
+    return digits
+
+
+def bsn_problem(text: str) -> str | None:
+    """Return the error code for ``text`` as a BSN, or None when it is a valid BSN."""
+    digits = _digits(text)
+    if digits is None or digits.startswith("00"):
+        return BSN_FORMAT
+    return None if is_valid_bsn(digits) else BSN_ELFPROEF
+
+
+def normalise_bsn(text: str) -> str | None:
+    """Return the 9-digit BSN for ``text``, or None when it is not a valid BSN."""
+    if bsn_problem(text) is not None:
+        return None
+    return _digits(text)
 
 
 def is_valid_bsn(digits: str) -> bool:

@@ -1,141 +1,334 @@
-"""Minimisation to the covenant's allow-list (skeleton; the full engine replaces it).
+"""Minimisation to the covenant: rows in, minimised records or a rejection with reasons.
 
-Interface used by the service (stable): ``RecordChecker(policy, header, category=...)``
-then ``check(row_number, row)`` per data row and ``finish()`` for the verdict.
+Interface used by the service (stable)::
+
+    checker = RecordChecker(policy, header, category=..., today=...)
+    for n, row in enumerate(rows, start=1):
+        record = checker.check(n, row)      # Record, or None (error, blank, skipped)
+    verdict = checker.finish()
+
+Streaming: only the set of BSNs seen (for duplicates) and a bounded error list grow
+with the file. Columns outside the category's allow-list are never read: their values
+cannot reach a record, a log or an error. Errors hold row, column and code only.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 
-from exchanged.core.bsn import normalise_bsn
 from exchanged.core.model import Record
+from exchanged.core.policy_fields import check_value
+from exchanged.core.policy_model import (
+    ForbiddenGroup,
+    Policy,
+    PolicyInputError,
+    RowError,
+    Verdict,
+    frozen_map,
+)
+from exchanged.core.text import age_on, fold_key
 
-__all__ = ["Policy", "RecordChecker", "RowError", "Verdict", "default_policy"]
+__all__ = [
+    "ForbiddenGroup",
+    "Policy",
+    "PolicyInputError",
+    "RecordChecker",
+    "RowError",
+    "Verdict",
+    "recheck_records",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    allowed: Mapping[str, frozenset[str]]
-    required: Mapping[str, frozenset[str]]
-    aliases: Mapping[str, str]
-    category_aliases: frozenset[str] = frozenset({"categorie", "soortverzuim"})
-
-
-@dataclass(frozen=True, slots=True)
-class RowError:
-    row: int
-    column: str
-    code: str
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    category: str | None
-    records: int
-    kept_fields: tuple[str, ...]
-    dropped_columns: tuple[str, ...]
-    errors: tuple[RowError, ...]
-    routes: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def accepted(self) -> bool:
-        return not self.errors and self.records > 0
+# The dates a child's age is measured on, in order of preference.
+_REFERENCE_DATES = ("startdatum_verzuim", "datum_toekenning_vrijstelling")
 
 
-_COMMON = frozenset(
-    {
-        "bsn", "voornamen", "tussenvoegsel", "achternaam", "geboortedatum",
-        "straat", "huisnummer", "postcode", "woonplaats", "laatst_bekende_school",
-    }
-)  # fmt: skip
+def _label(header: Sequence[str], index: int) -> str:
+    name = header[index].strip() if index < len(header) else ""
+    return name or f"#{index + 1}"
 
 
-def default_policy() -> Policy:
-    allowed = {
-        "absoluut-verzuim": _COMMON | {"startdatum_verzuim", "betrokkenheid"},
-        "langdurig-verzuim": _COMMON | {"startdatum_verzuim", "reden_verzuim", "betrokkenheid"},
-        "vrijstelling-5a": _COMMON | {"datum_toekenning_vrijstelling", "duur_vrijstelling"},
-    }
-    aliases = {_fold(f): f for fields in allowed.values() for f in fields}
-    return Policy(
-        allowed=allowed,
-        required={c: frozenset({"bsn", "achternaam"}) for c in allowed},
-        aliases=aliases,
-    )
-
-
-def _fold(header: str) -> str:
-    text = unicodedata.normalize("NFKD", header).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]", "", text.lower())
+def _cell(row: Sequence[str], index: int | None) -> str:
+    if index is None or index >= len(row):
+        return ""
+    return row[index]
 
 
 class RecordChecker:
-    """Streams rows of one export through the policy; collects errors without values."""
+    """Streams the rows of one export through the policy.
 
-    def __init__(self, policy: Policy, header: Sequence[str], *, category: str | None) -> None:
+    ``category`` fixes the category; without it every row names its own in the
+    category column and all rows must agree. ``today`` is the date future dates and
+    ages are judged against (the core has no clock: without it, those checks that need
+    today are skipped). ``routing`` (folded woonplaats or municipality -> partner)
+    routes each record and makes an unrouted record an error. ``strict`` is the
+    receiver's mode: headers are canonical names and any field outside the allow-list
+    is an error instead of a dropped column.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        header: Sequence[str],
+        *,
+        category: str | None,
+        today: date | None = None,
+        routing: Mapping[str, str] | None = None,
+        out_of_region: str | None = None,
+        strict: bool = False,
+        max_errors: int = 1000,
+    ) -> None:
+        if category is not None and category not in policy.allowed:
+            known = ", ".join(policy.allowed)
+            raise PolicyInputError(f"unknown category {category!r}; the policy knows {known}")
         self._policy = policy
-        self._category = category
-        self._columns: list[tuple[int, str]] = []
-        self._category_column: int | None = None
-        dropped: list[str] = []
-        for index, name in enumerate(header):
-            folded = _fold(name)
-            if folded in policy.category_aliases:
-                self._category_column = index
-            elif folded in policy.aliases:
-                self._columns.append((index, policy.aliases[folded]))
-            else:
-                dropped.append(name)
-        self._dropped = tuple(dropped)
+        self._header = [str(h) for h in header]
+        self._today = today
+        self._routing = routing
+        self._skip_out_of_region = (out_of_region or policy.out_of_region) == "skip-and-report"
+        self._strict = strict
+        self._max_errors = max_errors
         self._errors: list[RowError] = []
+        self._error_count = 0
+        self._skipped: list[RowError] = []
         self._count = 0
         self._seen: set[str] = set()
-        self._categories: set[str] = set()
+        self._routes: Counter[str] = Counter()
+        self._columns: dict[str, int] = {}  # canonical field -> column index
+        self._suffixes: dict[str, int] = {}  # canonical field -> suffix column index
+        self._category_column: int | None = None
+        self._map_header()
+        if not self._columns:
+            raise PolicyInputError(
+                f"no usable columns: none of the {len(self._header)} column headers is a "
+                "field the policy knows (see the aliases in the policy file)"
+            )
+        if category is None and self._category_column is None:
+            raise PolicyInputError(
+                "no category: give one (--category) or add a column Categorie to the export"
+            )
+        self._fixed_category = category
+        self._category: str | None = None
+        if category is not None:
+            self._activate(category)
+
+    def _map_header(self) -> None:
+        policy = self._policy
+        for index, name in enumerate(self._header):
+            if self._strict:
+                canonical: str | None = name if name in policy.kinds else None
+                suffix_of = None
+            else:
+                folded = fold_key(name)
+                if folded and folded in policy.category_aliases:
+                    if self._category_column is None:
+                        self._category_column = index
+                    else:
+                        self._error(RowError(0, _label(self._header, index), "column-ambiguous"))
+                    continue
+                canonical = policy.aliases.get(folded)
+                suffix_of = policy.suffix_aliases.get(folded)
+            target, table = (canonical, self._columns) if canonical else (suffix_of, self._suffixes)
+            if target is None:
+                continue
+            if target in table:
+                self._error(RowError(0, _label(self._header, index), "column-ambiguous"))
+            else:
+                table[target] = index
+
+    def _activate(self, category: str) -> None:
+        """Fix the export's category and judge the header against its allow-list."""
+        self._category = category
+        allowed = self._policy.allowed[category]
+        if self._strict:
+            for field, index in self._columns.items():
+                if field not in allowed:
+                    self._error(RowError(0, _label(self._header, index), "field-not-allowed"))
+            known = set(self._columns.values())
+            for index in range(len(self._header)):
+                if index not in known:
+                    self._error(RowError(0, _label(self._header, index), "field-not-allowed"))
+        for field in sorted(self._policy.required[category] - self._columns.keys()):
+            self._error(RowError(0, field, "column-missing"))
+
+    def _error(self, error: RowError) -> None:
+        self._error_count += 1
+        if len(self._errors) < self._max_errors:
+            self._errors.append(error)
+
+    def _row_category(self, row_number: int, row: Sequence[str]) -> str | None:
+        raw = _cell(row, self._category_column).strip()
+        label = _label(self._header, self._category_column or 0)
+        named = None
+        if raw:
+            named = self._policy.category_values.get(fold_key(raw))
+            if named is None:
+                self._error(RowError(row_number, label, "category-unknown"))
+                return None
+        if self._fixed_category is not None:
+            if named is not None and named != self._fixed_category:
+                self._error(RowError(row_number, label, "category-mismatch"))
+                return None
+            return self._fixed_category
+        if named is None:
+            self._error(RowError(row_number, label, "category-unknown"))
+            return None
+        if self._category is None:
+            self._activate(named)
+        elif named != self._category:
+            self._error(RowError(row_number, label, "category-mixed"))
+            return None
+        return named
 
     def check(self, row_number: int, row: Sequence[str]) -> Record | None:
-        category = self._category
-        if self._category_column is not None and self._category_column < len(row):
-            category = category or row[self._category_column].strip().lower() or None
-        if category not in self._policy.allowed:
-            self._errors.append(RowError(row_number, "categorie", "unknown-category"))
+        """Check one data row (1-based); return its minimised record, or None."""
+        if not any(cell.strip() for cell in row):
+            return None  # blank lines between or after the data are not records
+        category = self._row_category(row_number, row)
+        if category is None:
             return None
-        allowed = self._policy.allowed[category]
-        values = {
-            canonical: row[index].strip()
-            for index, canonical in self._columns
-            if canonical in allowed and index < len(row) and row[index].strip()
-        }
-        before = len(self._errors)
-        for needed in sorted(self._policy.required[category] - values.keys()):
-            self._errors.append(RowError(row_number, needed, "missing"))
-        if "bsn" in values:
-            bsn = normalise_bsn(values["bsn"])
-            if bsn is None:
-                self._errors.append(RowError(row_number, "bsn", "bsn-invalid"))
-            elif bsn in self._seen:
-                self._errors.append(RowError(row_number, "bsn", "bsn-duplicate"))
-            else:
-                self._seen.add(bsn)
-                values["bsn"] = bsn
-        if len(self._errors) != before:
+        values, errors = self._read_values(row_number, row, category)
+        errors.extend(self._record_checks(row_number, values))
+        woonplaats = values.get("woonplaats")
+        municipality = None
+        if woonplaats is not None and self._policy.region:
+            municipality = self._policy.region.get(fold_key(woonplaats))
+            if municipality is None:
+                where = RowError(row_number, self._field_label("woonplaats"), "out-of-region")
+                if self._skip_out_of_region:
+                    self._skipped.append(where)
+                    return None  # out of scope: none of this row is sent or judged
+                errors.append(where)
+        route = None
+        if self._routing is not None:
+            route = _route(self._routing, woonplaats, municipality)
+            if route is None:
+                label = self._field_label("woonplaats")
+                errors.append(RowError(row_number, label, "route-unknown"))
+        if errors:
+            for error in errors:
+                self._error(error)
             return None
         self._count += 1
-        self._categories.add(category)
-        return Record(category=category, fields=values)
+        if route is not None:
+            self._routes[route] += 1
+        return Record(category=category, fields=values, route=route)
+
+    def _read_values(
+        self, row_number: int, row: Sequence[str], category: str
+    ) -> tuple[dict[str, str], list[RowError]]:
+        """Read, check and normalise the allowed fields of one row, and only those."""
+        allowed = self._policy.allowed[category]
+        required = self._policy.required[category]
+        today = self._today or date.max
+        errors: list[RowError] = []
+        values: dict[str, str] = {}
+        for field, index in self._columns.items():
+            if field not in allowed:
+                continue  # never read: a dropped column's value goes nowhere
+            label = _label(self._header, index)
+            raw = _cell(row, index).strip()
+            suffix = _cell(row, self._suffixes.get(field)).strip()
+            if suffix and not raw:
+                errors.append(RowError(row_number, label, "huisnummer-invalid"))
+                continue
+            if suffix:
+                raw = f"{raw} {suffix}"
+            if not raw:
+                if field in required:
+                    errors.append(RowError(row_number, label, "missing"))
+                continue
+            value, code = check_value(self._policy, field, raw, today)
+            if code is not None:
+                errors.append(RowError(row_number, label, code))
+            elif value is not None:
+                values[field] = value
+        return values, errors
+
+    def _field_label(self, field: str) -> str:
+        index = self._columns.get(field)
+        return field if index is None else _label(self._header, index)
+
+    def _record_checks(self, row_number: int, values: dict[str, str]) -> list[RowError]:
+        errors: list[RowError] = []
+        bsn = values.get("bsn")
+        if bsn is not None:
+            if bsn in self._seen:
+                errors.append(RowError(row_number, self._field_label("bsn"), "bsn-duplicate"))
+            self._seen.add(bsn)
+        born = values.get("geboortedatum")
+        if born is not None:
+            reference = next((values[f] for f in _REFERENCE_DATES if f in values), None)
+            on = date.fromisoformat(reference) if reference else self._today
+            if on is not None:
+                age = age_on(date.fromisoformat(born), on)
+                if not self._policy.age_from <= age < self._policy.age_below:
+                    label = self._field_label("geboortedatum")
+                    errors.append(RowError(row_number, label, "age-out-of-range"))
+        return errors
 
     def finish(self) -> Verdict:
-        kept = sorted({c for _, c in self._columns})
-        category = self._category or (
-            next(iter(self._categories)) if len(self._categories) == 1 else None
-        )
+        """The verdict on the whole export: accepted only without a single error."""
+        if self._count == 0 and self._error_count == 0:
+            self._error(RowError(0, "", "no-records"))
+        allowed = self._policy.allowed.get(self._category or "", frozenset())
+        kept = sorted(f for f in self._columns if f in allowed)
+        used = {i for f, i in self._columns.items() if f in allowed}
+        used |= {i for f, i in self._suffixes.items() if f in allowed and f in self._columns}
+        if self._category_column is not None:
+            used.add(self._category_column)
+        dropped = tuple(_label(self._header, i) for i in range(len(self._header)) if i not in used)
         return Verdict(
-            category=category,
+            category=self._category,
             records=self._count,
             kept_fields=tuple(kept),
-            dropped_columns=self._dropped,
+            dropped_columns=dropped,
             errors=tuple(self._errors),
+            routes=frozen_map(sorted(self._routes.items())),
+            skipped=tuple(self._skipped),
+            error_count=self._error_count,
         )
+
+
+def _route(
+    routing: Mapping[str, str], woonplaats: str | None, municipality: str | None
+) -> str | None:
+    # A village listed on its own wins over its municipality.
+    for place in (woonplaats, municipality):
+        if place is not None:
+            partner = routing.get(fold_key(place))
+            if partner is not None:
+                return partner
+    return None
+
+
+def recheck_records(
+    policy: Policy,
+    category: str,
+    records: Iterable[Mapping[str, str]],
+    *,
+    today: date | None,
+) -> Verdict:
+    """The receiver's check of a partner's records (canonical field names, normalised).
+
+    Any field outside the category's allow-list is an error here, not a dropped column:
+    the partner over-disclosed and the message must be refused.
+    """
+    rows = [dict(r) for r in records]
+    header = sorted({name for r in rows for name in r})
+    try:
+        checker = RecordChecker(policy, header, category=category, today=today, strict=True)
+    except PolicyInputError:
+        code = "category-unknown" if category not in policy.allowed else "no-usable-columns"
+        return Verdict(
+            category=None,
+            records=0,
+            kept_fields=(),
+            dropped_columns=tuple(header),
+            errors=(RowError(0, "", code),),
+            error_count=1,
+        )
+    for number, record in enumerate(rows, start=1):
+        checker.check(number, [str(record.get(name, "")) for name in header])
+    return checker.finish()
