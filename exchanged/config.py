@@ -33,6 +33,7 @@ __all__ = [
 
 CATEGORY_FROM_SUBFOLDER: Final = "subfolder"
 CATEGORY_FROM_COLUMN: Final = "column"
+ROUTE_BY_WOONPLAATS: Final = "by-woonplaats"
 RECEIVE_MODES: Final = ("local", "poll")
 _DEFAULT_CONTACT_ROLE: Final = "Functionaris gegevensbescherming"
 
@@ -62,8 +63,9 @@ class Partner:
 @dataclass(frozen=True, slots=True)
 class Outbox:
     path: Path
-    partner: str
+    partner: str | None  # None when routed: each record goes where its woonplaats says
     category: str  # a category id, "subfolder" or "column"
+    route: str | None = None  # "by-woonplaats" or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class Limits:
     max_age_seconds: float = 7 * 24 * 3600.0
     max_skew_seconds: float = 300.0
     retry_cap_seconds: float = 300.0
+    transfer_deadline_seconds: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,12 +382,19 @@ def _check_private(table: _Table, name: str, path: Path) -> None:
 
 def _outbox(table: _Table, partners: Mapping[str, Partner]) -> Outbox:
     path = table.path_value("path", must_exist=True)
-    partner = table.text("partner")
-    if partner not in partners:
+    route = table.optional_str("route")
+    if route not in (None, ROUTE_BY_WOONPLAATS):
+        raise table.error("route", f"must be {ROUTE_BY_WOONPLAATS!r} (or left out)")
+    partner = table.optional_str("partner")
+    if route is None and partner is None:
+        raise table.error("partner", 'is required unless route = "by-woonplaats"')
+    if route is not None and partner is not None:
+        raise table.error("partner", "a routed outbox sends by woonplaats; leave partner out")
+    if partner is not None and partner not in partners:
         raise table.error("partner", f"{partner!r} is not a configured [[partner]] id")
     category = table.text("category")
     allowed = (*CATEGORIES, CATEGORY_FROM_SUBFOLDER, CATEGORY_FROM_COLUMN)
     if category not in allowed:
         raise table.error("category", f"must be one of {', '.join(allowed)}")
     table.finish()
-    return Outbox(path=path, partner=partner, category=category)
+    return Outbox(path=path, partner=partner, category=category, route=route)

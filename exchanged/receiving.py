@@ -27,7 +27,7 @@ from exchanged.config import Config, Partner
 from exchanged.core import envelope, machine
 from exchanged.core.machine import InState, OutState
 from exchanged.core.model import MessageId
-from exchanged.core.policy import Policy, RecordChecker
+from exchanged.core.policy import Policy, recheck_records
 from exchanged.errors import PartnerError
 from exchanged.incidents import Detection
 
@@ -190,17 +190,20 @@ class Receiver:
             self._write_notice(partner, message)
             return envelope.PROCESSED
         fields = _field_order(message.records)
-        checker = RecordChecker(
-            self._policy, fields, category=message.category, strict=True,
+        assert message.category is not None  # noqa: S101 -- decode() guarantees it for exports
+        verdict = recheck_records(
+            self._policy, message.category, message.records,
             today=datetime.fromtimestamp(self._clock(), UTC).date(),
         )  # fmt: skip
-        for number, record in enumerate(message.records, start=1):
-            checker.check(number, [record.get(f, "") for f in fields])
-        verdict = checker.finish()
-        if not verdict.accepted or verdict.dropped_columns:
+        if not verdict.accepted:
+            self._log.error(
+                "partner_policy_violation", message_id=header.message_id.value,
+                partner=partner.id, error_count=verdict.error_count,
+                error_codes=sorted({e.code for e in verdict.errors}),
+            )  # fmt: skip
             self._incident(
                 Detection("partner-policy-violation", partner.id, header.message_id.value,
-                         "policy-violation")
+                          "policy-violation", len(message.records))
             )  # fmt: skip
             return "failed/policy-violation"
         self._write_inbox(partner, message, fields)

@@ -11,7 +11,6 @@ or sealed (finish archiving and upload).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,22 +25,16 @@ from exchanged.config import CATEGORY_FROM_COLUMN, CATEGORY_FROM_SUBFOLDER, Conf
 from exchanged.core import envelope
 from exchanged.core.machine import OutState
 from exchanged.core.model import MessageId, Record
-from exchanged.core.policy import Policy, RecordChecker, RowError, Verdict
+from exchanged.core.policy import Policy, PolicyInputError, RecordChecker, RowError, Verdict
 from exchanged.errors import OperatorInputError
+from exchanged.outbox import open_export
 from exchanged.rejection_report import render_rejection_report
 
-__all__ = ["Sender", "source_key"]
+__all__ = ["Sender"]
 
 _SEALED_OR_LATER = frozenset(
     {OutState.SEALED, OutState.UPLOADED, OutState.OVERDUE, OutState.RECEIPTED, OutState.REFUSED}
 )
-
-
-def source_key(path: Path) -> str:
-    """Identifies one dropped file by its folder and content, without its name leaving
-    this machine: the digest is stored in the journal, never the name in a log."""
-    digest, _ = sha256_file(path)
-    return hashlib.sha256(f"{path.parent}\0{digest}".encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -80,7 +73,7 @@ class Sender:
     def take(self, path: Path, outbox: Outbox) -> None:
         """Process one settled file of ``outbox``. Raises LocalSystemError (and leaves
         the file where it is) when this machine is the problem."""
-        key = source_key(path)
+        key = open_export(path)
         previous = self._journal.outgoing_by_source(key)
         if any(row["state"] in _SEALED_OR_LATER for row in previous):
             self._archive(path, outbox, [r["message_id"] for r in previous], "sent")
@@ -150,17 +143,21 @@ class Sender:
                 checker = RecordChecker(
                     self._policy, table.header, category=category,
                     today=_utc(self._clock()).date(),
+                    routing=self._policy.routing if outbox.route else None,
                 )  # fmt: skip
                 for number, row in enumerate(table.rows, start=1):
                     record = checker.check(number, row)
                     if record is not None:
                         self._write(groups, record, outbox, path, key)
                 verdict = checker.finish()
-        finally:
+        except BaseException:
             for group in groups.values():
-                if not group.handle.closed:
-                    group.handle.write(envelope.export_tail(group.count))
-                    group.handle.close()
+                group.handle.close()
+                self._discard(group.message_id.value, rejected=True)
+            raise
+        for group in groups.values():
+            group.handle.write(envelope.export_tail(group.count))
+            group.handle.close()
         return groups, verdict
 
     def _write(
@@ -172,6 +169,9 @@ class Sender:
         key: str,
     ) -> None:
         partner = record.route or outbox.partner
+        if partner is None or partner not in self._config.partners:
+            # The policy's routing map names a partner this configuration does not know.
+            raise PolicyInputError(f"routing names partner {partner!r}, which is not configured")
         group = groups.get((partner, record.category))
         if group is None:
             message_id = MessageId.new()

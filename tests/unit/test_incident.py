@@ -65,6 +65,7 @@ def test_catalogue_has_every_required_stable_id() -> None:
         "misaddressed", "replayed", "expired", "host-key-mismatch", "receipt-invalid",
         "receipt-failed", "loss-in-transit", "partner-policy-violation",
         "outbox-unsafe-file", "partner-key-changed", "partner-key-expired", "partner-notice",
+        "malformed-message",
     }  # fmt: skip
     assert {k.value for k in Kind} == required
     assert set(CATALOGUE) == set(Kind)
