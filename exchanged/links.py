@@ -47,6 +47,7 @@ class PartnerLink(threading.Thread):
         clock: Callable[[], float],
         log: Any,
         retry_cap: float,
+        transfer_deadline: float,
         on_received: Callable[[], None],
         on_host_key_mismatch: Callable[[Partner, str], None],
         stop: threading.Event,
@@ -60,6 +61,7 @@ class PartnerLink(threading.Thread):
         self._clock = clock
         self._log = log.bind(partner=partner.id)
         self._retry_cap = retry_cap
+        self._deadline = transfer_deadline
         self._on_received = on_received
         self._on_mismatch = on_host_key_mismatch
         self._stopping = stop
@@ -92,6 +94,11 @@ class PartnerLink(threading.Thread):
                 job = self._next_job()
                 if job is None:
                     continue
+                # The deadline is kept by a timer outside the blocking call: paramiko can
+                # hang on a peer that stops answering without closing the connection.
+                timer = threading.Timer(self._deadline, self._transfer_timed_out)
+                timer.daemon = True
+                timer.start()
                 try:
                     job()
                 except HostKeyMismatch as exc:
@@ -104,8 +111,18 @@ class PartnerLink(threading.Thread):
                 else:
                     self._failures = 0
                     self.last_success = self._clock()
+                finally:
+                    timer.cancel()
         finally:
             self._link.close()
+
+    def abort(self) -> None:
+        """Break off the transfer in flight (shutdown, or a deadline passed)."""
+        self._link.abort()
+
+    def _transfer_timed_out(self) -> None:
+        self._log.warning("transfer_deadline_passed", deadline_s=self._deadline)
+        self._link.abort()
 
     # -- scheduling -----------------------------------------------------------------
 

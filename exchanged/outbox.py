@@ -8,14 +8,28 @@ stayed the same for ``settle_seconds``.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import grp
+import hashlib
 import os
+import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["ARCHIVE_FOLDERS", "Candidate", "SettleTracker", "is_ignored_name", "list_candidates"]
+from exchanged.errors import OperatorInputError
+
+__all__ = [
+    "ARCHIVE_FOLDERS",
+    "Candidate",
+    "SettleTracker",
+    "UnsafeOutboxFile",
+    "is_ignored_name",
+    "list_candidates",
+    "open_export",
+]
 
 ARCHIVE_FOLDERS: Final = frozenset({"sent", "rejected"})
 _IGNORED: Final = ("*.part", "*.tmp", "~$*", "*.rejected.txt")
@@ -63,22 +77,77 @@ class SettleTracker:
     def __init__(self, settle_seconds: float) -> None:
         self._settle = settle_seconds
         self._seen: dict[Path, tuple[int, int, float]] = {}
+        self._settling: set[Path] = set()
 
     def observe(self, candidate: Candidate, now: float) -> bool:
         key = (candidate.size, candidate.mtime_ns)
         previous = self._seen.get(candidate.path)
         if previous is None or previous[:2] != key:
             self._seen[candidate.path] = (*key, now)
-            return self._settle <= 0
-        return now - previous[2] >= self._settle
+            previous = self._seen[candidate.path]
+        ready = now - previous[2] >= self._settle
+        if ready:
+            self._settling.discard(candidate.path)
+        else:
+            self._settling.add(candidate.path)
+        return ready
 
     def forget(self, path: Path) -> None:
         self._seen.pop(path, None)
+        self._settling.discard(path)
 
     def pending(self) -> int:
-        return len(self._seen)
+        """Files still settling: the main loop looks again soon while there are any."""
+        return len(self._settling)
 
     def prune(self, present: set[Path]) -> None:
         for path in list(self._seen):
             if path not in present:
-                del self._seen[path]
+                self.forget(path)
+
+
+class UnsafeOutboxFile(OperatorInputError):
+    """A file in an outbox that must not be read: a symlink, a hard link, a special file
+    or one owned by someone who may not drop files there. ``reason`` is a short code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"unsafe file in outbox ({reason}); it was not read and left in place")
+        self.reason = reason
+
+
+def _may_drop(uid: int, folder: os.stat_result) -> bool:
+    """The service user, or a member of the outbox folder's group (the operators)."""
+    if uid in (os.geteuid(), folder.st_uid):
+        return True
+    try:
+        user = pwd.getpwuid(uid)
+        group = grp.getgrgid(folder.st_gid)
+    except KeyError:
+        return False
+    return user.pw_gid == folder.st_gid or user.pw_name in group.gr_mem
+
+
+def open_export(path: Path) -> str:
+    """Open a settled file safely and return a digest identifying it.
+
+    Opened with O_NOFOLLOW and checked with fstat on the descriptor actually opened, so
+    a symlink swapped in after listing is never followed and its target never read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the name is a symlink
+            raise UnsafeOutboxFile("symlink") from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeOutboxFile("not-a-regular-file")
+        if info.st_nlink > 1:
+            raise UnsafeOutboxFile("hard-link")
+        if not _may_drop(info.st_uid, path.parent.stat()):
+            raise UnsafeOutboxFile("foreign-owner")
+        digest = hashlib.sha256()
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return hashlib.sha256(f"{path.parent}\0{digest.hexdigest()}".encode()).hexdigest()

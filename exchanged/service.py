@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -36,7 +36,7 @@ from exchanged.errors import ExchangedError, LocalSystemError
 from exchanged.incidents import Detection, IncidentDesk
 from exchanged.links import PartnerLink
 from exchanged.logs import get_logger
-from exchanged.outbox import Candidate, SettleTracker, list_candidates
+from exchanged.outbox import Candidate, SettleTracker, UnsafeOutboxFile, list_candidates
 from exchanged.receiving import Receiver
 from exchanged.sdnotify import Notifier
 from exchanged.sending import Sender
@@ -103,6 +103,7 @@ class Service:
                 clock=clock,
                 log=self._log,
                 retry_cap=config.limits.retry_cap_seconds,
+                transfer_deadline=config.limits.transfer_deadline_seconds,
                 on_received=self._wake.set,
                 on_host_key_mismatch=self._host_key_mismatch,
                 stop=self._stop,
@@ -127,7 +128,7 @@ class Service:
         )  # fmt: skip
         self._settle = SettleTracker(config.limits.settle_seconds)
         self._local_failures: dict[Path, float] = {}
-        self._refused_links: set[Path] = set()
+        self._refused: set[Candidate] = set()
         self._observer: Any = None
         self._next_tick = 0.0
 
@@ -235,9 +236,13 @@ class Service:
             # event is in flight (watchdog PR #963); on the way out that is noise.
             logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
             self._observer.stop()
+        # systemd waits TimeoutStopSec; finish quickly: a transfer still running after a
+        # few seconds is cut (it is idempotent and will be redone after the restart).
+        _join_all(self._links.values(), seconds=3.0)
         for link in self._links.values():
             if link.is_alive():
-                link.join(timeout=8)
+                link.abort()
+        _join_all(self._links.values(), seconds=3.0)
         if self._observer is not None:
             self._observer.join(timeout=2)
         self._gpg.close()
@@ -283,38 +288,51 @@ class Service:
             for candidate in list_candidates(self._channel(partner)):
                 if not candidate.symlink:
                     self._guard(functools.partial(self._receiver.take, candidate.path, partner))
-        present: set[Path] = set()
+        present: set[Candidate] = set()
         for outbox in self.config.outboxes:
             for folder in _folders_of(outbox):
                 for candidate in list_candidates(folder):
-                    present.add(candidate.path)
+                    present.add(candidate)
                     self._consider(candidate, outbox, now)
-        self._settle.prune(present)
+        self._settle.prune({c.path for c in present})
+        self._refused &= present  # a refused file that changes or goes is judged anew
 
     def _consider(self, candidate: Candidate, outbox: Outbox, now: float) -> None:
         if candidate.symlink:
-            if candidate.path not in self._refused_links:
-                self._refused_links.add(candidate.path)
-                self._log.error("outbox_symlink_refused", outbox=str(outbox.path))
-                self._incident(Detection("outbox-unsafe-file", outbox.partner, None, "symlink"))
+            self._refuse_unsafe(candidate, outbox, UnsafeOutboxFile("symlink"))
             return
         if not self._settle.observe(candidate, now):
             return
         retry_at = self._local_failures.get(candidate.path)
         if retry_at is not None and now < retry_at:
             return
-        ok = self._guard(lambda: self._sender.take(candidate.path, outbox))
+        try:
+            ok = self._guard(lambda: self._sender.take(candidate.path, outbox))
+        except UnsafeOutboxFile as exc:
+            self._refuse_unsafe(candidate, outbox, exc)
+            return
         if ok:
             self._local_failures.pop(candidate.path, None)
             self._settle.forget(candidate.path)
         else:
             self._local_failures[candidate.path] = now + _LOCAL_RETRY_SECONDS
 
+    def _refuse_unsafe(self, candidate: Candidate, outbox: Outbox, exc: UnsafeOutboxFile) -> None:
+        """Left in place for inspection; reported once per file, not on every pass."""
+        self._settle.forget(candidate.path)
+        if candidate in self._refused:
+            return
+        self._refused.add(candidate)
+        self._log.error("outbox_file_refused", outbox=str(outbox.path), reason=exc.reason)
+        self._incident(Detection("outbox-unsafe-file", outbox.partner, None, exc.reason))
+
     def _guard(self, work: Callable[[], None]) -> bool:
         """Run one unit of work; a local failure is logged and retried later, never
         fatal to the daemon and never losing the file it was about."""
         try:
             work()
+        except UnsafeOutboxFile:
+            raise
         except (ExchangedError, OSError) as exc:
             error = exc if isinstance(exc, ExchangedError) else LocalSystemError(str(exc))
             self._log.error(
@@ -341,6 +359,13 @@ class Service:
     def _host_key_mismatch(self, partner: Partner, message: str) -> None:
         self._log.error("host_key_mismatch", partner=partner.id, error=message)
         self._incident(Detection("host-key-mismatch", partner.id, None, "host-key-mismatch"))
+
+
+def _join_all(threads: Iterable[threading.Thread], *, seconds: float) -> None:
+    """Join several threads within one shared time budget."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _folders_of(outbox: Outbox) -> list[Path]:

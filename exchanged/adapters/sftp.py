@@ -390,6 +390,18 @@ class SftpLink:
         with self._lock:
             self._drop()
 
+    def abort(self) -> None:
+        """Cut the connection from another thread, without waiting for the lock.
+
+        paramiko can block on a silent peer for far longer than any timeout we set; this
+        is how a deadline kept outside the blocking call ends it. The blocked call then
+        fails with LinkError and the next call reconnects.
+        """
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.transport.close()
+
     def __enter__(self) -> SftpLink:
         return self
 
