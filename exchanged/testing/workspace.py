@@ -2,8 +2,9 @@
 per party on loopback, and a configuration file per party. Used by ``exchanged demo``
 and by the end-to-end tests, so both exercise the same thing an operator would.
 
-Each party hosts its own SFTP server; its partner uploads into ``sftp/incoming``, which
-the party's daemon watches as that partner's channel (receive mode ``local``).
+Each party hosts its own SFTP server; each partner uploads into ``sftp/from-<partner>``,
+which the party's daemon watches as that partner's channel (receive mode ``local``).
+Every party is a partner of every other one.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Party:
     sshd: SshServer
     process: subprocess.Popen[bytes] | None = None
     log_handle: IO[bytes] | None = None
+    partners: tuple[str, ...] = ()
 
     @property
     def config_path(self) -> Path:
@@ -58,10 +60,15 @@ class Party:
     def log_path(self) -> Path:
         return self.root / "daemon.log"
 
+    def incoming_from(self, partner: str) -> Path:
+        """Where ``partner``'s uploads land (this party's sshd writes here)."""
+        return self.root / "sftp" / f"from-{partner}"
+
     @property
     def incoming(self) -> Path:
-        """Where the partner's uploads land (this party's sshd writes here)."""
-        return self.root / "sftp" / "incoming"
+        """The one partner's channel, in a two-party workspace."""
+        (partner,) = self.partners
+        return self.incoming_from(partner)
 
     def outbox(self, partner: str, category: str | None = None) -> Path:
         base = self.root / "outbox" / partner
@@ -77,8 +84,11 @@ class Workspace:
     def __getitem__(self, party: str) -> Party:
         return self.parties[party]
 
-    def write_config(self, party: Party, *, extra: str = "") -> None:
-        partner = next(p for p in self.parties.values() if p.id != party.id)
+    def write_config(
+        self, party: Party, *, extra: str = "", ports: dict[str, int] | None = None
+    ) -> None:
+        """Write ``party``'s configuration. ``ports`` overrides the SFTP port used for a
+        partner (to put a proxy in between); ``extra`` is top-level TOML."""
         text = f"""\
 party = "{party.id}"
 state_dir = "{party.state_dir}"
@@ -92,7 +102,11 @@ fingerprint = "{party.fingerprint}"
 settle_seconds = {self.settle_seconds}
 rescan_seconds = 5
 retry_cap_seconds = 2
-
+"""
+        for partner_id in party.partners:
+            partner = self.parties[partner_id]
+            port = (ports or {}).get(partner_id, partner.sshd.port)
+            text += f"""
 [[outbox]]
 path = "{party.outbox(partner.id)}"
 partner = "{partner.id}"
@@ -102,13 +116,13 @@ category = "subfolder"
 id = "{partner.id}"
 name = "{partner.name}"
 fingerprint = "{partner.fingerprint}"
-remote_dir = "incoming"
+remote_dir = "from-{party.id}"
 receive = "local"
-local_dir = "{party.incoming}"
+local_dir = "{party.incoming_from(partner.id)}"
 
 [partner.sftp]
 host = "{partner.sshd.host}"
-port = {partner.sshd.port}
+port = {port}
 user = "{partner.sshd.user}"
 key_file = "{party.root / "ssh" / "id_ed25519"}"
 host_key = "{partner.sshd.host_key_line}"
@@ -195,26 +209,29 @@ def build_workspace(
     *,
     settle_seconds: float = 0.3,
 ) -> Workspace:
-    """Create keys, sshd servers (started) and configs for two parties under ``root``."""
-    if len(parties) != 2:
-        raise ValueError("the workspace connects exactly two parties")
+    """Create keys, sshd servers (started) and configs for ``parties`` under ``root``;
+    every party is the partner of every other one."""
+    if len(parties) < 2:
+        raise ValueError("a workspace connects at least two parties")
     workspace = Workspace(root=root, settle_seconds=settle_seconds)
+    ids = [party_id for party_id, _ in parties]
     ssh_public: dict[str, str] = {}
     fingerprints: dict[str, str] = {}
-    for party_id, _ in parties:
+    for party_id in ids:
         party_root = root / party_id
         (party_root / "ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
         ssh_public[party_id] = generate_ssh_keypair(party_root / "ssh" / "id_ed25519", party_id)
         fingerprints[party_id] = make_party_home(party_root / "gnupg", party_id)
-    (a, _), (b, _) = parties
-    cross_import(root / a / "gnupg", fingerprints[a], root / b / "gnupg", fingerprints[b])
+    for index, a in enumerate(ids):
+        for b in ids[index + 1 :]:
+            cross_import(root / a / "gnupg", fingerprints[a], root / b / "gnupg", fingerprints[b])
     for party_id, name in parties:
-        other = b if party_id == a else a
+        others = tuple(i for i in ids if i != party_id)
         party_root = root / party_id
         sshd = SshServer(
             party_root / "sshd",
             sftp_root=party_root / "sftp",
-            authorized_keys=[ssh_public[other]],
+            authorized_keys=[ssh_public[other] for other in others],
         )
         workspace.parties[party_id] = Party(
             id=party_id,
@@ -223,14 +240,13 @@ def build_workspace(
             fingerprint=fingerprints[party_id],
             ssh_public=ssh_public[party_id],
             sshd=sshd,
+            partners=others,
         )
     for party in workspace.parties.values():
-        party.incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for partner in workspace.parties.values():
-            if partner.id != party.id:
-                for category in CATEGORIES:
-                    party.outbox(partner.id, category).mkdir(mode=0o700, parents=True,
-                                                             exist_ok=True)  # fmt: skip
+        for partner in party.partners:
+            party.incoming_from(partner).mkdir(mode=0o700, parents=True, exist_ok=True)
+            for category in CATEGORIES:
+                party.outbox(partner, category).mkdir(mode=0o700, parents=True, exist_ok=True)
         party.sshd.start()
     for party in workspace.parties.values():
         workspace.write_config(party)
