@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+from exchanged.errors import LocalSystemError
+
 __all__ = ["Journal"]
 
 _SCHEMA: Final = """
@@ -106,17 +108,23 @@ class Journal:
                 finally:
                     self._depth -= 1
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            self._depth = 1
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
-            finally:
-                self._depth = 0
+                self._db.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                else:
+                    self._db.execute("COMMIT")
+                finally:
+                    self._depth = 0
+            except sqlite3.OperationalError as exc:
+                # Disk full, read-only state folder, I/O error: this machine's fault. The
+                # caller leaves the work where it is and retries later.
+                raise LocalSystemError(f"the journal cannot be written: {exc}") from exc
 
     def close(self) -> None:
         with self.lock:
@@ -160,17 +168,10 @@ class Journal:
             )
 
     def outgoing(self, message_id: str) -> sqlite3.Row | None:
-        with self.lock:
-            row: sqlite3.Row | None = self._db.execute(
-                "SELECT * FROM outgoing WHERE message_id = ?", (message_id,)
-            ).fetchone()
-        return row
+        return self._row("SELECT * FROM outgoing WHERE message_id = ?", (message_id,))
 
     def outgoing_by_source(self, source_key: str) -> list[sqlite3.Row]:
-        with self.lock:
-            return self._db.execute(
-                "SELECT * FROM outgoing WHERE source_key = ?", (source_key,)
-            ).fetchall()
+        return self._rows("SELECT * FROM outgoing WHERE source_key = ?", (source_key,))
 
     def outgoing_in(self, states: Sequence[str], *, kind: str | None = None) -> list[sqlite3.Row]:
         marks = ",".join("?" * len(states))
@@ -179,8 +180,7 @@ class Journal:
         if kind is not None:
             query += " AND kind = ?"
             params.append(kind)
-        with self.lock:
-            return self._db.execute(query + " ORDER BY created_at", params).fetchall()
+        return self._rows(query + " ORDER BY created_at", params)
 
     # -- incoming -------------------------------------------------------------------
 
@@ -199,35 +199,41 @@ class Journal:
         self._update("incoming", _IN_COLUMNS, message_id, now=now, direction="in", fields=fields)
 
     def incoming(self, message_id: str) -> sqlite3.Row | None:
-        with self.lock:
-            row: sqlite3.Row | None = self._db.execute(
-                "SELECT * FROM incoming WHERE message_id = ?", (message_id,)
-            ).fetchone()
-        return row
+        return self._row("SELECT * FROM incoming WHERE message_id = ?", (message_id,))
 
     def incoming_in(self, states: Sequence[str]) -> list[sqlite3.Row]:
         marks = ",".join("?" * len(states))
-        with self.lock:
-            return self._db.execute(
-                f"SELECT * FROM incoming WHERE state IN ({marks}) ORDER BY received_at",  # noqa: S608
-                list(states),
-            ).fetchall()
+        return self._rows(
+            f"SELECT * FROM incoming WHERE state IN ({marks}) ORDER BY received_at",  # noqa: S608
+            list(states),
+        )
 
     # -- summaries ------------------------------------------------------------------
 
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         """{direction: {partner: {state: n}}} for status and the demo."""
         result: dict[str, dict[str, dict[str, int]]] = {"out": {}, "in": {}}
-        with self.lock:
-            for direction, table in (("out", "outgoing"), ("in", "incoming")):
-                for row in self._db.execute(
-                    f"SELECT partner, state, COUNT(*) FROM {table}"  # noqa: S608 -- fixed names
-                    " WHERE kind IS NOT 'receipt' GROUP BY partner, state"
-                ):
-                    result[direction].setdefault(row[0], {})[row[1]] = row[2]
+        for direction, table in (("out", "outgoing"), ("in", "incoming")):
+            for row in self._rows(
+                f"SELECT partner, state, COUNT(*) FROM {table}"  # noqa: S608 -- fixed names
+                " WHERE kind IS NOT 'receipt' GROUP BY partner, state",
+                (),
+            ):
+                result[direction].setdefault(row[0], {})[row[1]] = row[2]
         return result
 
     # -- internals ------------------------------------------------------------------
+
+    def _rows(self, query: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        try:
+            with self.lock:
+                return self._db.execute(query, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise LocalSystemError(f"the journal cannot be read: {exc}") from exc
+
+    def _row(self, query: str, params: Sequence[Any]) -> sqlite3.Row | None:
+        rows = self._rows(query, params)
+        return rows[0] if rows else None
 
     def _update(
         self,

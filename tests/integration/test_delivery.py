@@ -1,0 +1,252 @@
+"""Durable delivery, one behaviour per test, with real daemons, sshd and gpg."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from exchanged.adapters.gpg import Gpg
+from exchanged.core import envelope
+from exchanged.core.model import MessageId, Record
+from exchanged.demo import drop_export
+from exchanged.testing.synthetic import seeded_rng, synthetic_rows
+from exchanged.testing.workspace import Party, Workspace, build_workspace
+
+pytestmark = pytest.mark.integration
+
+CATEGORY = "absoluut-verzuim"
+
+
+def _events(party: Party) -> list[dict[str, object]]:
+    if not party.log_path.exists():
+        return []
+    return [json.loads(line) for line in party.log_path.read_text().splitlines() if line]
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def _inbox_records(party: Party) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted(party.inbox.glob("*.csv")) if party.inbox.exists() else []:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            rows.extend(csv.DictReader(handle, delimiter=";"))
+    return rows
+
+
+def _export(workspace: Workspace, sender: str, receiver: str, n: int, seed: int) -> Path:
+    header, rows = synthetic_rows(seeded_rng(seed), CATEGORY, n)
+    folder = workspace[sender].outbox(receiver, CATEGORY)
+    return drop_export(folder, f"export-{seed}.csv", header, rows)
+
+
+def _journal(party: Party, query: str, params: tuple[str, ...] = ()) -> list[tuple[object, ...]]:
+    """Read the party's journal the way `exchanged status` does: read-only, never
+    creating it (the daemon may still be starting)."""
+    path = party.state_dir / "journal.sqlite"
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return db.execute(query, params).fetchall()
+
+
+def test_a_file_present_before_start_up_is_sent(workspace: Workspace) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    _export(workspace, "rbl", "passendwijs", 4, seed=1)  # dropped while nothing runs
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+    assert workspace.wait_for({"rbl": 1}, timeout=30)
+    assert len(_inbox_records(pw)) == 4
+    assert len(list((rbl.outbox("passendwijs") / "sent").iterdir())) == 1
+
+
+def test_a_symlink_in_the_outbox_is_refused_and_its_target_never_read(
+    workspace: Workspace, short_tmp: Path
+) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    target = short_tmp / "elsewhere.csv"
+    header, rows = synthetic_rows(seeded_rng(2), CATEGORY, 3)
+    drop_export(short_tmp, "elsewhere.csv", header, rows)
+    past = time.time() - 3600
+    os.utime(target, (past - 3600, past))  # atime < mtime: any read would update atime
+    atime_before = target.stat().st_atime
+    link = rbl.outbox("passendwijs", CATEGORY) / "looks-like-an-export.csv"
+    link.symlink_to(target)
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+
+    assert _wait(lambda: any(e.get("event") == "outbox_file_refused" for e in _events(rbl)))
+    refused = next(e for e in _events(rbl) if e.get("event") == "outbox_file_refused")
+    assert refused["reason"] == "symlink"
+    incidents = [e for e in _events(rbl) if e.get("event") == "security_incident"]
+    assert [e["kind"] for e in incidents] == ["outbox-unsafe-file"]
+    time.sleep(1.0)  # several more passes over the outbox: still refused once, never read
+    assert [e["kind"] for e in _events(rbl) if e.get("event") == "security_incident"] == [
+        "outbox-unsafe-file"
+    ]
+    assert target.stat().st_atime == atime_before
+    assert link.is_symlink()  # left in place for inspection
+    assert workspace.outgoing_states(rbl) == {}
+    assert _inbox_records(pw) == []
+
+
+def test_a_file_written_slowly_is_not_taken_half_written(workspace: Workspace) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+    header, rows = synthetic_rows(seeded_rng(3), CATEGORY, 12)
+    path = rbl.outbox("passendwijs", CATEGORY) / "slow.csv"  # no temp name: written in place
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerow(header)
+        for row in rows:  # a row every 0.1 s: always changing within the 0.2 s settle time
+            handle.flush()
+            time.sleep(0.1)
+            writer.writerow(row)
+    assert workspace.wait_for({"rbl": 1}, timeout=30)
+    time.sleep(0.5)
+    assert workspace.outgoing_states(rbl) == {"receipted": 1}  # one message, not a fragment
+    assert len(_inbox_records(pw)) == 12
+
+
+def test_a_replayed_message_is_not_delivered_twice_and_gets_the_original_receipt(
+    workspace: Workspace,
+) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+    _export(workspace, "rbl", "passendwijs", 5, seed=4)
+    assert workspace.wait_for({"rbl": 1}, timeout=30)
+    ((message_id, receipt_id),) = _journal(
+        pw, "SELECT message_id, receipt_id FROM incoming WHERE kind = 'export'"
+    )
+    spooled = rbl.state_dir / "spool" / f"{message_id}.pgp"
+    replay = pw.incoming / f".{message_id}.pgp.part"
+    shutil.copyfile(spooled, replay)
+    replay.rename(pw.incoming / f"{message_id}.pgp")  # the same ciphertext, once more
+
+    assert _wait(lambda: any(e.get("event") == "message_duplicate" for e in _events(pw)))
+    # rbl receives the original receipt again and recognises it as one it already has.
+    assert _wait(
+        lambda: any(
+            e.get("event") == "message_duplicate" and e.get("message_id") == receipt_id
+            for e in _events(rbl)
+        )
+    )
+    assert len(_inbox_records(pw)) == 5  # delivered once
+    uploads = [
+        e for e in _events(pw) if e.get("event") == "message_uploaded" and e["kind"] == "receipt"
+    ]
+    assert [e["message_id"] for e in uploads] == [receipt_id, receipt_id]  # the same receipt
+
+
+def _sealed_export(
+    sender: Party, recipient: Party, created_at: datetime, out: Path, message_id: MessageId
+) -> None:
+    header = envelope.Header("export", message_id, sender.id, recipient.id, created_at)
+    record = Record(CATEGORY, {"bsn": "111222333", "achternaam": "Jansen"})
+    plaintext = out.with_suffix(".json")
+    plaintext.write_text("".join(envelope.export_chunks(header, CATEGORY, [record])))
+    Gpg(sender.gpg_home, sender.fingerprint).seal(plaintext, out, recipient.fingerprint)
+    plaintext.unlink()
+
+
+@pytest.mark.parametrize("age", [timedelta(days=8), timedelta(minutes=-10)])
+def test_an_expired_or_future_dated_message_is_refused(
+    workspace: Workspace, short_tmp: Path, age: timedelta
+) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    message_id = MessageId.new()
+    staged = short_tmp / message_id.wire_name
+    _sealed_export(rbl, pw, datetime.now(UTC) - age, staged, message_id)
+    staged.rename(pw.incoming / message_id.wire_name)
+
+    assert _wait(lambda: any(e.get("event") == "message_refused" for e in _events(pw)))
+    refused = next(e for e in _events(pw) if e.get("event") == "message_refused")
+    assert refused["disposition"] == "failed/expired"
+    assert [e["kind"] for e in _events(pw) if e.get("event") == "security_incident"] == ["expired"]
+    assert _inbox_records(pw) == []
+
+
+@pytest.fixture
+def three_parties(short_tmp: Path) -> Iterator[Workspace]:
+    ws = build_workspace(
+        short_tmp,
+        (("rbl", "RBL Midden-Gelre"), ("passendwijs", "Passend Wijs"),
+         ("deverbinding", "De Verbinding")),
+        settle_seconds=0.2,
+    )  # fmt: skip
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def test_a_partner_down_is_caught_up_while_another_keeps_flowing(
+    three_parties: Workspace,
+) -> None:
+    ws = three_parties
+    rbl, pw, dv = ws["rbl"], ws["passendwijs"], ws["deverbinding"]
+    dv.sshd.stop()  # De Verbinding's server is down
+    for party in (rbl, pw, dv):
+        ws.start_daemon(party)
+    for seed in range(3):
+        _export(ws, "rbl", "deverbinding", 2, seed=10 + seed)
+    for seed in range(3):
+        _export(ws, "rbl", "passendwijs", 2, seed=20 + seed)
+
+    def receipted_to(partner: str) -> int:
+        rows = _journal(
+            rbl,
+            "SELECT message_id FROM outgoing WHERE kind = 'export' AND partner = ?"
+            " AND state = 'receipted'",
+            (partner,),
+        )
+        return len(rows)
+
+    assert _wait(lambda: receipted_to("passendwijs") == 3, timeout=30)
+    assert receipted_to("deverbinding") == 0  # still queued, not lost
+    assert any(
+        e.get("event") == "link_failed" and e.get("partner") == "deverbinding" for e in _events(rbl)
+    )
+    dv.sshd.start()
+    assert _wait(lambda: receipted_to("deverbinding") == 3, timeout=30)
+    assert len(_inbox_records(dv)) == 6
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a private mount namespace (root)")
+def test_a_read_only_state_folder_leaves_the_file_and_the_daemon_alive(
+    workspace: Workspace,
+) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl, private_mounts=True)
+    assert _wait(lambda: any(e.get("event") == "service_ready" for e in _events(rbl)))
+    workspace.make_read_only(rbl, rbl.state_dir)
+    dropped = _export(workspace, "rbl", "passendwijs", 3, seed=5)
+
+    assert _wait(lambda: any(e.get("event") == "local_failure" for e in _events(rbl)))
+    failure = next(e for e in _events(rbl) if e.get("event") == "local_failure")
+    assert "Read-only file system" in str(failure["error"]) or "journal" in str(failure["error"])
+    time.sleep(1.0)
+    assert dropped.exists()  # still in the outbox, to be retried
+    assert rbl.process is not None and rbl.process.poll() is None  # alive
+    assert _inbox_records(pw) == []
+    assert workspace.stop_daemon(rbl) == 0  # and stops cleanly
