@@ -31,6 +31,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from exchanged.adapters.disclosures import load_hash_key
     from exchanged.adapters.notify import CommandHook, IncidentNotifier, MailNotifier, SmtpSettings
     from exchanged.config import load_config
     from exchanged.credentials import (
@@ -65,6 +66,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         gpg_passphrase=read_credential(GPG_KEY_CREDENTIAL, required=False),
         ssh_key_passphrase=read_credential(SSH_KEY_CREDENTIAL, required=False),
         notifiers=tuple(notifiers),
+        # The disclosure register is not optional (covenant; AVG art. 5(2)): without
+        # the hashing key the daemon does not start.
+        bsn_hash_key=load_hash_key(),
     )
     service.install_signal_handlers()
     service.run()
@@ -77,10 +81,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep, timeout=args.timeout)
 
 
+def _cmd_subject(argv: list[str]) -> int:
+    from exchanged.subject_cmd import subject_main
+
+    return subject_main(argv)
+
+
+def _cmd_reconcile(argv: list[str]) -> int:
+    from exchanged.reconcile_cmd import reconcile_main
+
+    return reconcile_main(argv)
+
+
+def _cmd_purge(argv: list[str]) -> int:
+    from exchanged.purge import purge_main
+
+    return purge_main(argv)
+
+
 def _cmd_preview(argv: list[str]) -> int:
     from exchanged.preview import preview_main
 
     return preview_main(argv)
+
+
+def _cmd_keys(argv: list[str]) -> int:
+    from exchanged.keys_cmd import keys_main
+
+    return keys_main(argv)
+
+
+def _cmd_status(argv: list[str]) -> int:
+    from exchanged.status_cmd import status_main
+
+    return status_main(argv)
+
+
+def _cmd_doctor(argv: list[str]) -> int:
+    from exchanged.doctor import doctor_main
+
+    return doctor_main(argv)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,15 +151,29 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=50.0, help="seconds to wait for receipts")
     demo.set_defaults(handler=_cmd_demo)
 
-    commands.add_parser(
-        "preview", help="dry-run the policy on an export (see exchanged preview --help)",
-        add_help=False,
-    )  # fmt: skip
+    for name, text in (
+        ("preview", "dry-run the policy on an export, nothing sent (see preview --help)"),
+        ("status", "queues, receipts, incidents and key expiry per partner [--json]"),
+        ("doctor", "check configuration, permissions, keys, SFTP links, disk and clock"),
+        ("keys", "init, export, import, list, rotate OpenPGP keys (see keys --help)"),
+        ("subject", "what was sent to / received from whom about one person"),
+        ("reconcile", "compare our list with a partner's latest list (report)"),
+        ("purge", "remove data past its retention window (--dry-run to count)"),
+    ):
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
 # Commands that parse their own arguments (so their --help is complete and exact).
-_DELEGATED: dict[str, Callable[[list[str]], int]] = {"preview": _cmd_preview}
+_DELEGATED: dict[str, Callable[[list[str]], int]] = {
+    "preview": _cmd_preview,
+    "keys": _cmd_keys,
+    "status": _cmd_status,
+    "doctor": _cmd_doctor,
+    "subject": _cmd_subject,
+    "reconcile": _cmd_reconcile,
+    "purge": _cmd_purge,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,12 +11,13 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from exchanged.core.model import CATEGORIES, Fingerprint, PartyId
 from exchanged.errors import ConfigError
+from exchanged.purge import Retention
 
 __all__ = [
     "CATEGORY_FROM_COLUMN",
@@ -24,6 +25,7 @@ __all__ = [
     "Config",
     "Limits",
     "MailSettings",
+    "MetricsSettings",
     "Organisation",
     "Outbox",
     "Partner",
@@ -103,6 +105,14 @@ class MailSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Prometheus text file for node_exporter's textfile collector."""
+
+    path: Path
+    interval_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     party: str
@@ -117,6 +127,8 @@ class Config:
     organisation: Organisation
     mail: MailSettings | None = None
     incident_hook: tuple[str, ...] = ()
+    metrics: MetricsSettings | None = None
+    retention: Retention = field(default_factory=Retention)
 
 
 class _Table:
@@ -221,9 +233,11 @@ def load_config(path: Path) -> Config:
     fingerprint = _fingerprint(gpg, "fingerprint")
     gpg.finish()
     limits = _limits(top)
+    retention = _retention(top, limits)
     organisation = _organisation(top, party)
     mail = _mail(top) if "mail" in top.data else None
     hook = _hook(top)
+    metrics = _metrics(top)
     partners: dict[str, Partner] = {}
     for index, item in enumerate(top.tables("partner")):
         partner = _partner(_Table(path, f"partner[{index}].", item), partners)
@@ -249,6 +263,8 @@ def load_config(path: Path) -> Config:
         organisation=organisation,
         mail=mail,
         incident_hook=hook,
+        metrics=metrics,
+        retention=retention,
     )
 
 
@@ -317,8 +333,44 @@ def _mail(top: _Table) -> MailSettings:
     return settings
 
 
+def _metrics(top: _Table) -> MetricsSettings | None:
+    if "metrics" not in top.data:
+        return None
+    table = top.table("metrics")
+    path = table.path_value("path", must_exist=False)
+    if not path.name.endswith(".prom"):
+        raise table.error("path", "must end in .prom (the textfile collector reads only those)")
+    if not path.parent.is_dir():
+        raise table.error("path", f"folder {path.parent} does not exist")
+    interval = table.number("interval_seconds", 60.0, minimum=5.0)
+    table.finish()
+    return MetricsSettings(path=path, interval_seconds=interval)
+
+
 def _hook(top: _Table) -> tuple[str, ...]:
     return top.strings("incident_hook", required=False)
+
+
+def _retention(top: _Table, limits: Limits) -> Retention:
+    """[retention]: days per class; defaults and reasons in exchanged/purge.py."""
+    if "retention" not in top.data:
+        return Retention()
+    table = top.table("retention")
+    defaults = Retention()
+    values = {
+        name: table.integer(name, getattr(defaults, name))
+        for name in Retention.__dataclass_fields__
+    }
+    table.finish()
+    for name, value in values.items():
+        if value < 1:
+            raise table.error(name, "must be at least 1 (days)")
+    retention = Retention(**values)
+    try:
+        retention.check(limits.max_age_seconds)
+    except ValueError as exc:
+        raise top.error("retention", str(exc)) from None
+    return retention
 
 
 def _partner(table: _Table, seen: Mapping[str, Partner]) -> Partner:

@@ -20,16 +20,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from exchanged.adapters.disclosures import DisclosureRegister
 from exchanged.adapters.files import atomic_writer, sha256_file, write_atomic
 from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.journal import Journal
 from exchanged.config import Config, Partner
-from exchanged.core import envelope, machine
+from exchanged.core import disclosure, envelope, machine
 from exchanged.core.machine import InState, OutState
 from exchanged.core.model import MessageId
 from exchanged.core.policy import Policy, recheck_records
 from exchanged.errors import PartnerError
 from exchanged.incidents import Detection
+from exchanged.purge import purge_subject
 
 __all__ = ["Receiver", "wire_message_id"]
 
@@ -57,7 +59,13 @@ class Receiver:
         enqueue_upload: Callable[[str, str], None],
         raise_incident: Callable[[Detection], None],
         on_partner_notice: Callable[[str, Mapping[str, Any], str], object],
+        register: DisclosureRegister | None = None,
+        bsn_hash_key: bytes | None = None,
     ) -> None:
+        if (register is None) != (bsn_hash_key is None):
+            raise ValueError("the disclosure register needs the BSN hashing key, and back")
+        self._register = register
+        self._hash_key = bsn_hash_key
         self._config = config
         self._journal = journal
         self._gpg = gpg
@@ -184,11 +192,19 @@ class Receiver:
                 self._incident(Detection("malformed-message", partner.id, mid, "bad-notice"))
                 return "failed/malformed"
             return envelope.PROCESSED
+        if header.kind == "withdrawal":
+            return self._withdrawal(partner, message)
         if header.kind not in ("export", "correction"):
-            # Notices and withdrawals are handled by the later issues; until then they
-            # are delivered as files like exports, so nothing a partner sends is lost.
+            # An unknown future kind is delivered as a file, so nothing sent is lost.
             self._write_notice(partner, message)
             return envelope.PROCESSED
+        if header.kind == "correction":
+            try:
+                disclosure.parse_correction(message)
+            except envelope.EnvelopeError as exc:
+                self._incident(Detection("malformed-message", partner.id,
+                                         header.message_id.value, exc.reason))  # fmt: skip
+                return f"failed/{exc.reason}"
         fields = _field_order(message.records)
         assert message.category is not None  # noqa: S101 -- decode() guarantees it for exports
         verdict = recheck_records(
@@ -207,12 +223,70 @@ class Receiver:
             )  # fmt: skip
             return "failed/policy-violation"
         self._write_inbox(partner, message, fields)
+        self._record_received(partner, message, [r["bsn"] for r in message.records])
+        return envelope.PROCESSED
+
+    def _record_received(
+        self, partner: Partner, message: envelope.Message, bsns: Sequence[str]
+    ) -> None:
+        # Idempotent (one row per hash and message), so a replay after a crash
+        # between delivering and committing ``delivered`` records nothing twice.
+        if self._register is None or self._hash_key is None:
+            return
+        key = self._hash_key
+        self._register.record(
+            "received", partner.id, message.category, message.header.message_id.value,
+            [disclosure.bsn_hash(key, b) for b in bsns], self._clock(),
+            kind=message.header.kind,
+        )  # fmt: skip
+
+    def _withdrawal(self, partner: Partner, message: envelope.Message) -> str:
+        """AVG art. 19: the partner ended processing of a subject it sent us. Deliver
+        the notice to the operator, end processing here too, and purge our copies
+        when the ground requires it. Every step is idempotent, for replays."""
+        mid = message.header.message_id.value
+        try:
+            withdrawal = disclosure.parse_withdrawal(message.body)
+        except envelope.EnvelopeError as exc:
+            self._incident(Detection("malformed-message", partner.id, mid, exc.reason))
+            return f"failed/{exc.reason}"
+        self._write_notice(partner, message)
+        if self._register is None or self._hash_key is None:
+            return envelope.PROCESSED
+        subject = disclosure.bsn_hash(self._hash_key, withdrawal.bsn)
+        now = self._clock()
+        with self._journal.transaction():
+            self._register.record(
+                "received", partner.id, None, mid, [subject], now, kind="withdrawal"
+            )
+            self._register.end_processing(
+                subject, withdrawal.ground.value, now, ended_by=partner.id
+            )
+        if withdrawal.ground.purges:
+            # Only ciphertext whose receipt arrived: an unreceipted message is still
+            # ours to deliver (or to prove lost), so its copy stays until then.
+            carried = [
+                m for m in self._register.messages_for(subject, "sent")
+                if (row := self._journal.outgoing(m)) is not None
+                and row["state"] == OutState.RECEIPTED
+            ]  # fmt: skip
+            purged = purge_subject(self._config.inbox, self._spool, withdrawal.bsn, carried)
+            self._log.info(
+                "subject_purged", partner=partner.id, message_id=mid,
+                ground=withdrawal.ground.value, inbox_rows=purged.inbox_rows,
+                inbox_files_rewritten=purged.inbox_files_rewritten,
+                inbox_files_removed=purged.inbox_files_removed,
+                spool_files=purged.spool_files,
+            )  # fmt: skip
         return envelope.PROCESSED
 
     def _inbox_name(self, partner: Partner, message: envelope.Message, suffix: str) -> Path:
         header = message.header
         stamp = header.created_at.strftime("%Y%m%dT%H%M%SZ")
         what = message.category or header.kind
+        if header.kind == "correction":
+            # Operators must not mistake a correction for a whole new list.
+            what = f"correction-{what}"
         return self._config.inbox / f"{partner.id}_{what}_{stamp}_{header.message_id.value}{suffix}"
 
     def _write_inbox(self, partner: Partner, message: envelope.Message, fields: list[str]) -> None:

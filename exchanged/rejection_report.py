@@ -118,6 +118,11 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         "Geen enkele kolom is een veld van het convenant.",
         "No column is a field of the covenant.",
     ),
+    "processing-ended": (
+        "De verwerking van dit kind is beëindigd; heropen het eerst als het opnieuw "
+        "gedeeld moet worden.",
+        "Processing of this child has ended; re-open it first if it must be shared again.",
+    ),
 }
 
 _FORBIDDEN_GROUPS: dict[str, tuple[str, str]] = {

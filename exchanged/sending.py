@@ -11,18 +11,20 @@ or sealed (finish archiving and upload).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from exchanged.adapters.disclosures import DisclosureRegister
 from exchanged.adapters.files import move_into, sha256_file, write_atomic
 from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.journal import Journal
 from exchanged.adapters.readers import open_table
 from exchanged.config import CATEGORY_FROM_COLUMN, CATEGORY_FROM_SUBFOLDER, Config, Outbox
 from exchanged.core import envelope
+from exchanged.core.disclosure import bsn_hash
 from exchanged.core.machine import OutState
 from exchanged.core.model import MessageId, Record
 from exchanged.core.policy import Policy, PolicyInputError, RecordChecker, RowError, Verdict
@@ -47,6 +49,10 @@ class _Group:
     plaintext: Path
     handle: IO[str]
     count: int = 0
+    # Keyed BSN hashes for the disclosure register, with the row each came from (for
+    # the rejection report when a subject's processing has ended).
+    hashes: list[str] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
 
 
 class Sender:
@@ -60,7 +66,13 @@ class Sender:
         clock: Callable[[], float],
         log: Any,
         enqueue_upload: Callable[[str, str], None],
+        register: DisclosureRegister | None = None,
+        bsn_hash_key: bytes | None = None,
     ) -> None:
+        if (register is None) != (bsn_hash_key is None):
+            raise ValueError("the disclosure register needs the BSN hashing key, and back")
+        self._register = register
+        self._hash_key = bsn_hash_key
         self._config = config
         self._journal = journal
         self._gpg = gpg
@@ -102,14 +114,18 @@ class Sender:
             )  # fmt: skip
         for group in groups.values():
             self._seal(group.message_id.value, group.partner, group.plaintext,
-                       what=group.category, count=group.count)  # fmt: skip
+                       what=group.category, count=group.count,
+                       disclosed=group.hashes)  # fmt: skip
         self._archive(path, outbox, [g.message_id.value for g in groups.values()], "sent")
         for group in groups.values():
             self._enqueue(group.partner, group.message_id.value)
 
-    def send_envelope(self, partner: str, kind: str, body: Mapping[str, Any]) -> str:
+    def send_envelope(
+        self, partner: str, kind: str, body: Mapping[str, Any], *, disclosed: Sequence[str] = ()
+    ) -> str:
         """Seal and queue a small message (an incident notice, a withdrawal) through the
-        same journaled path as an export; return its message id."""
+        same journaled path as an export; return its message id. ``disclosed``: the
+        keyed BSN hashes the message carries (a withdrawal's subject)."""
         message_id = MessageId.new()
         now = self._clock()
         self._journal.add_outgoing(
@@ -121,7 +137,8 @@ class Sender:
         write_atomic(plaintext, [envelope.encode_message(header, body)])
         self._journal.update_outgoing(message_id.value, now=now, state=OutState.MINIMISED,
                                       record_count=0)  # fmt: skip
-        self._seal(message_id.value, partner, plaintext, what=kind, count=0)
+        self._seal(message_id.value, partner, plaintext, what=kind, count=0,
+                   disclosed=disclosed, kind=kind)  # fmt: skip
         self._enqueue(partner, message_id.value)
         return message_id.value
 
@@ -148,8 +165,8 @@ class Sender:
                 for number, row in enumerate(table.rows, start=1):
                     record = checker.check(number, row)
                     if record is not None:
-                        self._write(groups, record, outbox, path, key)
-                verdict = checker.finish()
+                        self._write(groups, record, outbox, path, key, row_number=number)
+                verdict = self._refuse_ended(groups, checker.finish())
         except BaseException:
             for group in groups.values():
                 group.handle.close()
@@ -167,6 +184,8 @@ class Sender:
         outbox: Outbox,
         path: Path,
         key: str,
+        *,
+        row_number: int,
     ) -> None:
         partner = record.route or outbox.partner
         if partner is None or partner not in self._config.partners:
@@ -196,17 +215,59 @@ class Sender:
             groups[(partner, record.category)] = group
         group.handle.write(envelope.export_record(record, first=group.count == 0))
         group.count += 1
+        if self._hash_key is not None:
+            group.hashes.append(bsn_hash(self._hash_key, record.fields["bsn"]))
+            group.rows.append(row_number)
+
+    def _refuse_ended(self, groups: dict[tuple[str, str], _Group], verdict: Verdict) -> Verdict:
+        """A subject whose processing ended is never sent again until an operator
+        re-opens it: the export is rejected and the report names the rows."""
+        if self._register is None:
+            return verdict
+        ended = self._register.ended_among(h for g in groups.values() for h in g.hashes)
+        if not ended:
+            return verdict
+        errors = sorted(
+            (
+                RowError(row, "bsn", "processing-ended")
+                for group in groups.values()
+                for row, digest in zip(group.rows, group.hashes, strict=True)
+                if digest in ended
+            ),
+            key=lambda e: e.row,
+        )
+        return replace(
+            verdict,
+            errors=(*verdict.errors, *errors),
+            error_count=max(verdict.error_count, len(verdict.errors)) + len(errors),
+        )
 
     def _seal(
-        self, message_id: str, partner: str, plaintext: Path, *, what: str, count: int
+        self,
+        message_id: str,
+        partner: str,
+        plaintext: Path,
+        *,
+        what: str,
+        count: int,
+        disclosed: Sequence[str] = (),
+        kind: str = "export",
     ) -> None:
         ciphertext = self._spool / f"{message_id}.pgp"
         self._gpg.seal(plaintext, ciphertext, self._config.partners[partner].fingerprint)
         plaintext.unlink()
         digest, size = sha256_file(ciphertext)
-        self._journal.update_outgoing(
-            message_id, now=self._clock(), state=OutState.SEALED, sha256=digest, size=size
-        )
+        # Sealed and disclosed in one transaction: the register never lacks a message
+        # that may leave, and never holds one that was dropped before sealing.
+        with self._journal.transaction():
+            self._journal.update_outgoing(
+                message_id, now=self._clock(), state=OutState.SEALED, sha256=digest, size=size
+            )
+            if self._register is not None and disclosed:
+                category = what if kind in ("export", "correction") else None
+                self._register.record(
+                    "sent", partner, category, message_id, disclosed, self._clock(), kind=kind
+                )
         self._log.info(
             "message_sealed", message_id=message_id, partner=partner, category=what,
             record_count=count, sha256=digest, size=size,

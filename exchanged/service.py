@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from exchanged.adapters.disclosures import DisclosureRegister, ensure_schema
 from exchanged.adapters.files import ensure_private_dir
 from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.journal import Journal
@@ -73,6 +75,7 @@ class Service:
         clock: Callable[[], float] = time.time,
         notifiers: tuple[IncidentNotifier, ...] = (),
         sd_notify: Notifier | None = None,
+        bsn_hash_key: bytes | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -82,6 +85,15 @@ class Service:
         state = ensure_private_dir(config.state_dir)
         self._spool = ensure_private_dir(state / "spool")
         self.journal = Journal(state / "journal.sqlite")
+        with self.journal.lock:
+            ensure_schema(self.journal.connection)
+        # Without the key there is no register: only tests that do not exercise
+        # accountability construct a Service so; `exchanged run` always passes it.
+        self.register = (
+            DisclosureRegister(self.journal.connection, lock=self.journal.lock)
+            if bsn_hash_key is not None
+            else None
+        )
         self._gpg = Gpg(config.gpg_home, config.fingerprint, passphrase=gpg_passphrase)
         self._sd = sd_notify or Notifier(unset_environment=True)
         self._links: dict[str, PartnerLink] = {}
@@ -110,7 +122,7 @@ class Service:
             )
         self._sender = Sender(
             config, self.journal, self._gpg, policy, clock=clock, log=self._log,
-            enqueue_upload=self._enqueue,
+            enqueue_upload=self._enqueue, register=self.register, bsn_hash_key=bsn_hash_key,
         )  # fmt: skip
         org = config.organisation
         self.incidents = IncidentDesk(
@@ -125,12 +137,14 @@ class Service:
             config, self.journal, self._gpg, policy, clock=clock, log=self._log,
             enqueue_upload=self._enqueue, raise_incident=self._incident,
             on_partner_notice=self.incidents.partner_notice,
+            register=self.register, bsn_hash_key=bsn_hash_key,
         )  # fmt: skip
         self._settle = SettleTracker(config.limits.settle_seconds)
         self._local_failures: dict[Path, float] = {}
         self._refused: set[Candidate] = set()
         self._observer: Any = None
         self._next_tick = 0.0
+        self._next_metrics = 0.0
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -181,11 +195,25 @@ class Service:
         self._next_tick = now + _TICK_SECONDS
         self._guard(self._check_deadlines)
         self._guard(self.incidents.remind)
+        self._guard(self._write_metrics)
         if self.healthy():
             self._sd.watchdog()
         else:
             self._log.error("service_unhealthy", hint="a worker thread or the observer died")
         self._sd.status(self._status_line())
+
+    def _write_metrics(self) -> None:
+        settings = self.config.metrics
+        now = self._clock()
+        if settings is None or now < self._next_metrics:
+            return
+        self._next_metrics = now + settings.interval_seconds
+        from exchanged.metrics import write_metrics
+
+        write_metrics(
+            self.config, self.config.state_dir / "journal.sqlite", settings.path,
+            datetime.fromtimestamp(now, tz=UTC),
+        )  # fmt: skip
 
     def _status_line(self) -> str:
         counts: dict[str, int] = {}
@@ -350,11 +378,12 @@ class Service:
     def _incident(self, detection: Detection) -> None:
         try:
             self.incidents.detect(detection)
-        except Exception:
-            # The register failing must not hide the incident: say it in the log at least.
+        except Exception as exc:
+            # The register failing must not hide the incident: say it in the log at least,
+            # and fail the unit of work so it is retried (the file stays where it is).
             self._log.critical("incident_register_failed", kind=detection.kind,
                                partner=detection.partner, exc_info=True)  # fmt: skip
-            raise
+            raise LocalSystemError(f"the incident register cannot be written: {exc}") from exc
 
     def _host_key_mismatch(self, partner: Partner, message: str) -> None:
         self._log.error("host_key_mismatch", partner=partner.id, error=message)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -131,14 +132,42 @@ host_key = "{partner.sshd.host_key_line}"
 
     # -- daemons --------------------------------------------------------------------
 
-    def start_daemon(self, party: Party) -> None:
+    def start_daemon(self, party: Party, *, private_mounts: bool = False) -> None:
+        """Run ``party``'s daemon as a subprocess, logging to ``party.log_path``. With
+        ``private_mounts`` it gets its own mount namespace (root only), so a test can
+        make its folders read-only for it alone (``make_read_only``)."""
         party.log_handle = party.log_path.open("ab")
+        prefix = ["unshare", "--mount", "--propagation", "private"] if private_mounts else []
         party.process = subprocess.Popen(
-            [sys.executable, "-m", "exchanged", "run", "-c", str(party.config_path)],
+            [*prefix, sys.executable, "-m", "exchanged", "run", "-c", str(party.config_path)],
             stdout=party.log_handle,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "CREDENTIALS_DIRECTORY": str(self.credentials(party)),
+            },
         )
+
+    def credentials(self, party: Party) -> Path:
+        """A $CREDENTIALS_DIRECTORY as systemd makes it, holding the BSN hashing key
+        (the daemon does not start without its disclosure register)."""
+        folder = party.root / "credentials"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        key = folder / "bsn-hash-key"
+        if not key.exists():
+            key.write_text(secrets.token_hex(32), encoding="ascii")
+            key.chmod(0o400)
+        return folder
+
+    def make_read_only(self, party: Party, folder: Path) -> None:
+        """Remount ``folder`` read-only inside the daemon's private mount namespace."""
+        assert party.process is not None  # noqa: S101 -- a test helper's precondition
+        subprocess.run(
+            ["nsenter", "-t", str(party.process.pid), "-m", "sh", "-c",
+             'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"', "sh", str(folder)],
+            check=True,
+        )  # fmt: skip
 
     def stop_daemon(self, party: Party, *, timeout: float = 15.0) -> int | None:
         if party.process is None:
@@ -243,7 +272,9 @@ def build_workspace(
             partners=others,
         )
     for party in workspace.parties.values():
+        (party.root / "outbox").mkdir(mode=0o700, exist_ok=True)
         for partner in party.partners:
+            party.outbox(partner).mkdir(mode=0o700, exist_ok=True)
             party.incoming_from(partner).mkdir(mode=0o700, parents=True, exist_ok=True)
             for category in CATEGORIES:
                 party.outbox(partner, category).mkdir(mode=0o700, parents=True, exist_ok=True)

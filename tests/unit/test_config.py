@@ -50,8 +50,13 @@ def test_every_commented_key_in_the_example_is_a_real_key(tmp_path: Path) -> Non
     policy.write_text((Path(__file__).parents[2] / "config" / "policy.toml").read_text())
     text = text.replace('# policy = "/etc/exchanged/policy.toml"', f'policy = "{policy}"')
     text = text.replace("# incident_hook = ", "incident_hook = ")
+    text = text.replace("# [metrics]", "[metrics]")
+    text = text.replace('# path = "/var/lib/node_exporter/textfile/exchanged.prom"',
+                        f'path = "{tmp_path / "exchanged.prom"}"')  # fmt: skip
+    text = text.replace("# interval_seconds = 60.0", "interval_seconds = 30.0")
     config.write_text(text, encoding="utf-8")
     loaded = load_config(config)
+    assert loaded.metrics is not None and loaded.metrics.interval_seconds == 30.0
     assert loaded.policy_file == policy
     assert loaded.incident_hook[0] == "/usr/local/bin/incident-to-ticket"
 
