@@ -194,6 +194,9 @@ class Service:
             return
         self._next_tick = now + _TICK_SECONDS
         self._guard(self._check_deadlines)
+        # Messages sealed by another process (exchanged correct / withdraw) share this
+        # journal and spool; picking them up here means no side channel is needed.
+        self._guard(self._resume)
         self._guard(self.incidents.remind)
         self._guard(self._write_metrics)
         if self.healthy():
@@ -304,7 +307,8 @@ class Service:
         return self.config.state_dir / "inbound" / partner.id
 
     def _resume(self) -> None:
-        """Replay what the journal says is owed: uploads of sealed messages."""
+        """Replay what the journal says is owed: uploads of sealed messages (enqueueing
+        is idempotent, so doing this on every tick is cheap and safe)."""
         for row in self.journal.outgoing_in([OutState.SEALED]):
             self._enqueue(row["partner"], row["message_id"])
 
