@@ -24,8 +24,8 @@ demo: setup
 	$(BIN)/exchanged demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check exchanged tests bench
-	$(BIN)/ruff format --check exchanged tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: setup lint

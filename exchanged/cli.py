@@ -123,6 +123,12 @@ def _cmd_doctor(argv: list[str]) -> int:
     return doctor_main(argv)
 
 
+def _cmd_incidents(argv: list[str]) -> int:
+    from exchanged.incidents_cmd import incidents_main
+
+    return incidents_main(argv)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exchanged",
@@ -156,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         ("status", "queues, receipts, incidents and key expiry per partner [--json]"),
         ("doctor", "check configuration, permissions, keys, SFTP links, disk and clock"),
         ("keys", "init, export, import, list, rotate OpenPGP keys (see keys --help)"),
+        ("incidents", "the incident register: list, show, assess, report, close, export"),
         ("subject", "what was sent to / received from whom about one person"),
         ("reconcile", "compare our list with a partner's latest list (report)"),
         ("purge", "remove data past its retention window (--dry-run to count)"),
@@ -170,6 +177,7 @@ _DELEGATED: dict[str, Callable[[list[str]], int]] = {
     "keys": _cmd_keys,
     "status": _cmd_status,
     "doctor": _cmd_doctor,
+    "incidents": _cmd_incidents,
     "subject": _cmd_subject,
     "reconcile": _cmd_reconcile,
     "purge": _cmd_purge,
