@@ -132,12 +132,27 @@ host_key = "{partner.sshd.host_key_line}"
 
     # -- daemons --------------------------------------------------------------------
 
-    def start_daemon(self, party: Party, *, private_mounts: bool = False) -> None:
+    def start_daemon(
+        self, party: Party, *, private_mounts: bool = False, sandboxed: bool = False
+    ) -> None:
         """Run ``party``'s daemon as a subprocess, logging to ``party.log_path``. With
         ``private_mounts`` it gets its own mount namespace (root only), so a test can
-        make its folders read-only for it alone (``make_read_only``)."""
+        make its folders read-only for it alone (``make_read_only``). ``sandboxed``
+        also applies the unit's restrictions that work without systemd
+        (``exchanged.testing.sandbox``): only state, inbox, outboxes and channels are
+        writable; configuration, keys and credentials are not."""
         party.log_handle = party.log_path.open("ab")
         prefix = ["unshare", "--mount", "--propagation", "private"] if private_mounts else []
+        if sandboxed:
+            writable = [party.state_dir, party.inbox, party.root / "outbox", party.gpg_home]
+            writable += [party.incoming_from(p) for p in party.partners]
+            for folder in writable:
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            prefix = [
+                "unshare", "--mount", "--propagation", "private", "--",
+                sys.executable, "-m", "exchanged.testing.sandbox",
+                *(f"--rw={folder}" for folder in writable), "--",
+            ]  # fmt: skip
         party.process = subprocess.Popen(
             [*prefix, sys.executable, "-m", "exchanged", "run", "-c", str(party.config_path)],
             stdout=party.log_handle,
