@@ -23,15 +23,27 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
 
-__all__ = ["main"]
+__all__ = ["main", "mount_namespaces_available"]
 
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_MDWE = 65
 _PR_MDWE_REFUSE_EXEC_GAIN = 1
 EXIT_NO_MDWE = 77
+
+
+def mount_namespaces_available() -> bool:
+    """Private mount namespaces need root (CAP_SYS_ADMIN) and a kernel and container that
+    allow them; tests that emulate systemd's file-system protections need them."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
 
 
 def main(argv: list[str]) -> int:

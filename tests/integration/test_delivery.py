@@ -19,12 +19,16 @@ from exchanged.adapters.gpg import Gpg
 from exchanged.core import envelope
 from exchanged.core.model import MessageId, Record
 from exchanged.demo import drop_export
+from exchanged.testing.sandbox import mount_namespaces_available
 from exchanged.testing.synthetic import seeded_rng, synthetic_rows
 from exchanged.testing.workspace import Party, Workspace, build_workspace
 
 pytestmark = pytest.mark.integration
 
 CATEGORY = "absoluut-verzuim"
+needs_mount_namespace = pytest.mark.skipif(
+    not mount_namespaces_available(), reason="needs root and private mount namespaces (unshare)"
+)
 
 
 def _events(party: Party) -> list[dict[str, object]]:
@@ -231,7 +235,7 @@ def test_a_partner_down_is_caught_up_while_another_keeps_flowing(
     assert len(_inbox_records(dv)) == 6
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs a private mount namespace (root)")
+@needs_mount_namespace
 def test_a_read_only_state_folder_leaves_the_file_and_the_daemon_alive(
     workspace: Workspace,
 ) -> None:

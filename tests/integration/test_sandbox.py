@@ -4,19 +4,23 @@ applied without systemd as PID 1 (see exchanged/testing/sandbox.py for which).""
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
 from exchanged.core.model import CATEGORIES
 from exchanged.demo import drop_export
+from exchanged.testing.sandbox import mount_namespaces_available
 from exchanged.testing.synthetic import seeded_rng, synthetic_rows
 from exchanged.testing.workspace import Workspace
 
+needs_mount_namespace = pytest.mark.skipif(
+    not mount_namespaces_available(), reason="needs root and private mount namespaces (unshare)"
+)
+
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root"),
+    needs_mount_namespace,
 ]
 
 
