@@ -13,11 +13,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from exchanged.core.model import CATEGORIES, Fingerprint, PartyId
 from exchanged.errors import ConfigError
 from exchanged.purge import Retention
+from exchanged.tomltable import TomlTable
 
 __all__ = [
     "CATEGORY_FROM_COLUMN",
@@ -131,85 +132,6 @@ class Config:
     retention: Retention = field(default_factory=Retention)
 
 
-class _Table:
-    """A TOML table that remembers which keys were read, so leftovers are errors."""
-
-    def __init__(self, path: Path, prefix: str, data: Mapping[str, Any]) -> None:
-        self.path, self.prefix, self.data = path, prefix, data
-        self._used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-    def error(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.path, self.key(name), problem)
-
-    def _get(self, name: str, kind: type | tuple[type, ...], what: str, default: Any) -> Any:
-        self._used.add(name)
-        if name not in self.data:
-            if default is _REQUIRED:
-                raise self.error(name, "is required but missing")
-            return default
-        value = self.data[name]
-        if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
-            raise self.error(name, f"must be {what}")
-        return value
-
-    def text(self, name: str, default: Any = None) -> Any:
-        value = self._get(name, str, "a string", _REQUIRED if default is None else default)
-        if isinstance(value, str) and not value.strip():
-            raise self.error(name, "must not be empty")
-        return value
-
-    def optional_str(self, name: str) -> str | None:
-        value: str | None = self._get(name, str, "a string", None)
-        return value
-
-    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        value = float(self._get(name, (int, float), "a number", default))
-        if value < minimum:
-            raise self.error(name, f"must be at least {minimum:g}")
-        return value
-
-    def integer(self, name: str, default: Any = None) -> int:
-        value: int = self._get(name, int, "an integer", _REQUIRED if default is None else default)
-        return value
-
-    def strings(self, name: str, *, required: bool) -> tuple[str, ...]:
-        value = self._get(name, list, "a list of strings", _REQUIRED if required else [])
-        if (required and not value) or not all(isinstance(v, str) and v for v in value):
-            raise self.error(name, "must be a non-empty list of non-empty strings")
-        return tuple(value)
-
-    def table(self, name: str) -> _Table:
-        value = self._get(name, dict, "a table", _REQUIRED)
-        return _Table(self.path, self.key(name) + ".", value)
-
-    def tables(self, name: str) -> list[Mapping[str, Any]]:
-        value = self._get(name, list, "an array of tables ([[...]])", [])
-        if not all(isinstance(v, dict) for v in value):
-            raise self.error(name, "must be an array of tables ([[...]])")
-        return list(value)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self._used)
-        if unknown:
-            raise self.error(unknown[0], "unknown key (check the spelling against "
-                             "config/exchanged.example.toml)")  # fmt: skip
-
-    def path_value(self, name: str, *, must_exist: bool, default: Any = None) -> Path:
-        text = self.text(name, default)
-        path = Path(text)
-        if not path.is_absolute():
-            path = (self.path.parent / path).resolve()
-        if must_exist and not path.exists():
-            raise self.error(name, f"{path} does not exist")
-        return path
-
-
-_REQUIRED: Final = object()
-
-
 def load_config(path: Path) -> Config:
     """Read and validate ``path``; raise ConfigError naming the key on any problem."""
     try:
@@ -220,7 +142,7 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "(file)", f"is not valid TOML: {exc}") from None
-    top = _Table(path, "", data)
+    top = TomlTable(path, "", data)
     party = _party_id(top, "party")
     state_dir = top.path_value("state_dir", must_exist=False)
     inbox = top.path_value("inbox", must_exist=False)
@@ -240,10 +162,10 @@ def load_config(path: Path) -> Config:
     metrics = _metrics(top)
     partners: dict[str, Partner] = {}
     for index, item in enumerate(top.tables("partner")):
-        partner = _partner(_Table(path, f"partner[{index}].", item), partners)
+        partner = _partner(TomlTable(path, f"partner[{index}].", item), partners)
         partners[partner.id] = partner
     outboxes = tuple(
-        _outbox(_Table(path, f"outbox[{index}].", item), partners)
+        _outbox(TomlTable(path, f"outbox[{index}].", item), partners)
         for index, item in enumerate(top.tables("outbox"))
     )
     top.finish()
@@ -268,7 +190,7 @@ def load_config(path: Path) -> Config:
     )
 
 
-def _party_id(table: _Table, name: str) -> str:
+def _party_id(table: TomlTable, name: str) -> str:
     value: str = table.text(name)
     try:
         PartyId(value)
@@ -277,14 +199,14 @@ def _party_id(table: _Table, name: str) -> str:
     return value
 
 
-def _fingerprint(table: _Table, name: str) -> str:
+def _fingerprint(table: TomlTable, name: str) -> str:
     try:
         return Fingerprint.parse(table.text(name)).value
     except ValueError as exc:
         raise table.error(name, f"malformed: {exc}") from None
 
 
-def _limits(top: _Table) -> Limits:
+def _limits(top: TomlTable) -> Limits:
     if "limits" not in top.data:
         return Limits()
     table = top.table("limits")
@@ -299,7 +221,7 @@ def _limits(top: _Table) -> Limits:
     return limits
 
 
-def _organisation(top: _Table, party: str) -> Organisation:
+def _organisation(top: TomlTable, party: str) -> Organisation:
     if "organisation" not in top.data:
         return Organisation(name=party)
     table = top.table("organisation")
@@ -313,7 +235,7 @@ def _organisation(top: _Table, party: str) -> Organisation:
     return organisation
 
 
-def _mail(top: _Table) -> MailSettings:
+def _mail(top: TomlTable) -> MailSettings:
     table = top.table("mail")
     security = table.text("security", "starttls")
     if security not in ("starttls", "tls", "none"):
@@ -333,7 +255,7 @@ def _mail(top: _Table) -> MailSettings:
     return settings
 
 
-def _metrics(top: _Table) -> MetricsSettings | None:
+def _metrics(top: TomlTable) -> MetricsSettings | None:
     if "metrics" not in top.data:
         return None
     table = top.table("metrics")
@@ -347,11 +269,11 @@ def _metrics(top: _Table) -> MetricsSettings | None:
     return MetricsSettings(path=path, interval_seconds=interval)
 
 
-def _hook(top: _Table) -> tuple[str, ...]:
+def _hook(top: TomlTable) -> tuple[str, ...]:
     return top.strings("incident_hook", required=False)
 
 
-def _retention(top: _Table, limits: Limits) -> Retention:
+def _retention(top: TomlTable, limits: Limits) -> Retention:
     """[retention]: days per class; defaults and reasons in exchanged/purge.py."""
     if "retention" not in top.data:
         return Retention()
@@ -373,7 +295,7 @@ def _retention(top: _Table, limits: Limits) -> Retention:
     return retention
 
 
-def _partner(table: _Table, seen: Mapping[str, Partner]) -> Partner:
+def _partner(table: TomlTable, seen: Mapping[str, Partner]) -> Partner:
     partner_id = _party_id(table, "id")
     if partner_id in seen:
         raise table.error("id", f"duplicate partner id {partner_id!r}")
@@ -406,7 +328,7 @@ def _partner(table: _Table, seen: Mapping[str, Partner]) -> Partner:
     )
 
 
-def _sftp(table: _Table) -> SftpSettings:
+def _sftp(table: TomlTable) -> SftpSettings:
     host = table.text("host")
     port = table.integer("port", 22)
     if not 0 < port < 65536:
@@ -422,7 +344,7 @@ def _sftp(table: _Table) -> SftpSettings:
     return SftpSettings(host=host, port=port, user=user, key_file=key_file, host_key=host_key)
 
 
-def _check_private(table: _Table, name: str, path: Path) -> None:
+def _check_private(table: TomlTable, name: str, path: Path) -> None:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise table.error(
@@ -432,7 +354,7 @@ def _check_private(table: _Table, name: str, path: Path) -> None:
         raise table.error(name, f"{path} is not readable by this user")
 
 
-def _outbox(table: _Table, partners: Mapping[str, Partner]) -> Outbox:
+def _outbox(table: TomlTable, partners: Mapping[str, Partner]) -> Outbox:
     path = table.path_value("path", must_exist=True)
     route = table.optional_str("route")
     if route not in (None, ROUTE_BY_WOONPLAATS):
