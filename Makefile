@@ -31,6 +31,12 @@ lint: $(STAMP)
 test: setup lint
 	$(BIN)/pytest -q
 
+# Crash and network-fault injection against two live daemons (issue: durable delivery).
+# Its last line is "faults: K kills, N messages, L lost, D duplicated"; a short run is
+# part of the test suite.
+faults: setup
+	$(BIN)/python -m exchanged.faults_main
+
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not integration and not slow"
 
