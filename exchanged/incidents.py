@@ -69,14 +69,27 @@ class IncidentDesk:
 
     def detect(self, detection: Detection) -> Incident:
         now = self._now()
-        observation = Observation(
-            kind=Kind(detection.kind),
-            partner=detection.partner,
-            message_id=detection.message_id or None,
-            at=now,
-            detail_code=detection.detail,
-            record_count=detection.record_count,
-        )
+        try:
+            observation = Observation(
+                kind=Kind(detection.kind),
+                partner=detection.partner,
+                message_id=detection.message_id or None,
+                at=now,
+                detail_code=detection.detail,
+                record_count=detection.record_count,
+            )
+        except ValueError:
+            # A detail or id the register would refuse must not cost us the incident (a
+            # refused incident would leave its file on the channel, retried forever).
+            self._log.error("incident_detail_refused", kind=detection.kind)
+            observation = Observation(
+                kind=Kind(detection.kind),
+                partner=detection.partner,
+                message_id=None,
+                at=now,
+                detail_code="unspecified",
+                record_count=detection.record_count,
+            )
         return self._observe(observation, now)
 
     def partner_notice(self, partner: str, body: Mapping[str, Any], message_id: str) -> Incident:

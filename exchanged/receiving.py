@@ -369,9 +369,9 @@ class Receiver:
         row = self._journal.outgoing(answered)
         problem = None
         if row is None or row["partner"] != partner.id or row["kind"] == "receipt":
-            problem = "unknown in_reply_to"
+            problem = "unknown-in-reply-to"  # detail codes are machine codes (Observation)
         elif row["sha256"] != receipt.received_sha256:
-            problem = "received_sha256 does not match what was uploaded"
+            problem = "received-sha256-mismatch"
         if problem is not None:
             self._incident(Detection("receipt-invalid", partner.id, answered, problem))
             return

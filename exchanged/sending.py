@@ -112,10 +112,19 @@ class Sender:
                 group.message_id.value, now=now, state=OutState.MINIMISED,
                 record_count=group.count,
             )  # fmt: skip
-        for group in groups.values():
-            self._seal(group.message_id.value, group.partner, group.plaintext,
-                       what=group.category, count=group.count,
-                       disclosed=group.hashes)  # fmt: skip
+        # Every message of the file is sealed before any is journaled as sealed, and all
+        # are journaled in one transaction: a crash or a local failure half-way leaves
+        # them all "minimised", so the retry starts the whole file over. Marking them
+        # one by one would let the retry archive the file with some never sealed.
+        sealed = [
+            (group, self._seal_file(group.message_id.value, group.partner, group.plaintext))
+            for group in groups.values()
+        ]
+        with self._journal.transaction():
+            for group, (digest, size) in sealed:
+                self._mark_sealed(group.message_id.value, group.partner, digest, size,
+                                  what=group.category, count=group.count,
+                                  disclosed=group.hashes)  # fmt: skip
         self._archive(path, outbox, [g.message_id.value for g in groups.values()], "sent")
         for group in groups.values():
             self._enqueue(group.partner, group.message_id.value)
@@ -253,10 +262,29 @@ class Sender:
         disclosed: Sequence[str] = (),
         kind: str = "export",
     ) -> None:
+        digest, size = self._seal_file(message_id, partner, plaintext)
+        self._mark_sealed(message_id, partner, digest, size, what=what, count=count,
+                          disclosed=disclosed, kind=kind)  # fmt: skip
+
+    def _seal_file(self, message_id: str, partner: str, plaintext: Path) -> tuple[str, int]:
+        """Seal ``plaintext`` into the spool; return the ciphertext's (sha256, size)."""
         ciphertext = self._spool / f"{message_id}.pgp"
         self._gpg.seal(plaintext, ciphertext, self._config.partners[partner].fingerprint)
         plaintext.unlink()
-        digest, size = sha256_file(ciphertext)
+        return sha256_file(ciphertext)
+
+    def _mark_sealed(
+        self,
+        message_id: str,
+        partner: str,
+        digest: str,
+        size: int,
+        *,
+        what: str,
+        count: int,
+        disclosed: Sequence[str] = (),
+        kind: str = "export",
+    ) -> None:
         # Sealed and disclosed in one transaction: the register never lacks a message
         # that may leave, and never holds one that was dropped before sealing.
         with self._journal.transaction():
