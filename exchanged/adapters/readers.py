@@ -87,7 +87,11 @@ def _pick_delimiter(line: str) -> str:
             quoted = not quoted
         elif not quoted and char in counts:
             counts[char] += 1
-    # On a tie the Dutch Excel default wins; a single column gives ";" harmlessly.
+    if not any(counts.values()):
+        # One column: split on nothing, so a ';' or ',' inside a value stays in it. NUL
+        # cannot occur in a file that got this far (such files are refused).
+        return "\0"
+    # On a tie the Dutch Excel default wins.
     return max(_DELIMITERS, key=lambda d: counts[d])
 
 
