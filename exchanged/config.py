@@ -227,9 +227,9 @@ def _organisation(top: TomlTable, party: str) -> Organisation:
     table = top.table("organisation")
     organisation = Organisation(
         name=table.text("name"),
-        contact_role=table.text("contact_role", _DEFAULT_CONTACT_ROLE),
-        contact_email=table.text("contact_email", ""),
-        contact_phone=table.text("contact_phone", ""),
+        contact_role=table.optional_str("contact_role") or _DEFAULT_CONTACT_ROLE,
+        contact_email=table.optional_str("contact_email") or "",
+        contact_phone=table.optional_str("contact_phone") or "",
     )
     table.finish()
     return organisation

@@ -155,7 +155,14 @@ class IncidentDesk:
                 self._log.error("incident_notice_failed", incident_id=incident.id,
                                 partner=partner, error=exc.message)  # fmt: skip
                 continue
-            with self._journal.lock:
-                self.register.record_partner_informed(
-                    incident.id, now, f"incident-notice {message_id}", "exchanged", now
-                )
+            try:
+                with self._journal.lock:
+                    self.register.record_partner_informed(
+                        incident.id, now, f"incident-notice {message_id}", "exchanged", now
+                    )
+            except ExchangedError as exc:
+                # The notice is on its way; raising here would make the caller re-run
+                # the detection (and count it twice). Say it loudly instead.
+                self._log.error("incident_partner_informed_not_recorded",
+                                incident_id=incident.id, partner=partner,
+                                notice_id=message_id, error=exc.message)  # fmt: skip

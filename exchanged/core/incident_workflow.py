@@ -36,6 +36,8 @@ __all__ = [
 
 # Free text goes into the register, mails and the AP form: refuse what looks like a BSN.
 _NINE_DIGITS = re.compile(r"(?<!\d)\d{9}(?!\d)")
+# Message ids are random UUIDs whose hex groups can hold nine digits in a row.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class IncidentInputError(OperatorInputError):
@@ -74,7 +76,7 @@ def _text(value: str, what: str, *, required: bool = True) -> str:
     value = value.strip()
     if required and not value:
         raise IncidentInputError(f"{what} is required: the register must say why")
-    if _NINE_DIGITS.search(value):
+    if _NINE_DIGITS.search(_UUID.sub(" ", value)):
         raise IncidentInputError(
             f"{what} contains a nine-digit number, possibly a BSN; "
             "the register holds no personal data"

@@ -126,3 +126,14 @@ def test_missing_and_unparsable_files(tmp_path: Path, capsys: pytest.CaptureFixt
     bad.write_text("party = \n")
     assert main(["check-config", "-c", str(bad)]) == 2
     assert "is not valid TOML" in capsys.readouterr().err
+
+
+def test_organisation_keys_other_than_name_are_optional(tmp_path: Path) -> None:
+    config = _broken(tmp_path, 'contact_phone = "+31 26 000 0000"\n', "")
+    text = config.read_text(encoding="utf-8").replace(
+        'contact_role = "Functionaris gegevensbescherming"\n', ""
+    )
+    config.write_text(text, encoding="utf-8")
+    organisation = load_config(config).organisation
+    assert organisation.contact_phone == ""
+    assert organisation.contact_role == "Functionaris gegevensbescherming"

@@ -148,3 +148,16 @@ def test_runs_inside_a_callers_transaction(conn: sqlite3.Connection) -> None:
     assert conn.in_transaction  # a savepoint, released; the caller still commits
     conn.rollback()
     assert reg.list() == []
+
+
+def test_a_notice_id_with_nine_digits_in_a_row_is_not_mistaken_for_a_bsn(
+    reg: IncidentRegister,
+) -> None:
+    """Random UUIDs hold a nine-digit run about once in 70; recording how the partner
+    was informed must not fail on them (it once did, now and then)."""
+    inc = reg.observe(bad_signature(), T0).incident
+    notice_id = "79bf0760-7753-4abb-bed6-3a586659854b"  # holds 586659854
+    informed = reg.record_partner_informed(inc.id, T0, f"incident-notice {notice_id}", "x", T0)
+    assert informed.partner_informed_how.endswith(notice_id)
+    with pytest.raises(OperatorInputError):  # a real nine-digit run outside a UUID still is
+        reg.record_partner_informed(inc.id, T0, "called about 111222333", "x", T0)
