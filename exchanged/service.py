@@ -316,18 +316,24 @@ class Service:
 
     def _cycle(self) -> None:
         now = self._clock()
+        seen: set[Path] = set()
         for partner in self.config.partners.values():
             for candidate in list_candidates(self._channel(partner)):
+                seen.add(candidate.path)
                 if not candidate.symlink:
-                    self._guard(functools.partial(self._receiver.take, candidate.path, partner))
+                    take = functools.partial(self._receiver.take, candidate.path, partner)
+                    self._attempt(candidate.path, take, now)
         present: set[Candidate] = set()
         for outbox in self.config.outboxes:
             for folder in _folders_of(outbox):
                 for candidate in list_candidates(folder):
                     present.add(candidate)
                     self._consider(candidate, outbox, now)
-        self._settle.prune({c.path for c in present})
+        seen |= {c.path for c in present}
+        self._settle.prune(seen)
         self._refused &= present  # a refused file that changes or goes is judged anew
+        for gone in self._local_failures.keys() - seen:
+            del self._local_failures[gone]
 
     def _consider(self, candidate: Candidate, outbox: Outbox, now: float) -> None:
         if candidate.symlink:
@@ -335,19 +341,27 @@ class Service:
             return
         if not self._settle.observe(candidate, now):
             return
-        retry_at = self._local_failures.get(candidate.path)
-        if retry_at is not None and now < retry_at:
-            return
         try:
-            ok = self._guard(lambda: self._sender.take(candidate.path, outbox))
+            done = self._attempt(
+                candidate.path, lambda: self._sender.take(candidate.path, outbox), now
+            )
         except UnsafeOutboxFile as exc:
             self._refuse_unsafe(candidate, outbox, exc)
             return
-        if ok:
-            self._local_failures.pop(candidate.path, None)
+        if done:
             self._settle.forget(candidate.path)
-        else:
-            self._local_failures[candidate.path] = now + _LOCAL_RETRY_SECONDS
+
+    def _attempt(self, path: Path, work: Callable[[], None], now: float) -> bool:
+        """Work on one file unless it failed for a local reason a short while ago: a
+        file that cannot be processed now waits, instead of being retried every pass."""
+        retry_at = self._local_failures.get(path)
+        if retry_at is not None and now < retry_at:
+            return False
+        if self._guard(work):
+            self._local_failures.pop(path, None)
+            return True
+        self._local_failures[path] = now + _LOCAL_RETRY_SECONDS
+        return False
 
     def _refuse_unsafe(self, candidate: Candidate, outbox: Outbox, exc: UnsafeOutboxFile) -> None:
         """Left in place for inspection; reported once per file, not on every pass."""
