@@ -99,6 +99,24 @@ def _cmd_purge(argv: list[str]) -> int:
     return purge_main(argv)
 
 
+def _cmd_correct(argv: list[str]) -> int:
+    from exchanged.art19_cmd import correct_main
+
+    return correct_main(argv)
+
+
+def _cmd_withdraw(argv: list[str]) -> int:
+    from exchanged.art19_cmd import withdraw_main
+
+    return withdraw_main(argv)
+
+
+def _cmd_reopen(argv: list[str]) -> int:
+    from exchanged.art19_cmd import reopen_main
+
+    return reopen_main(argv)
+
+
 def _cmd_preview(argv: list[str]) -> int:
     from exchanged.preview import preview_main
 
@@ -164,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
         ("keys", "init, export, import, list, rotate OpenPGP keys (see keys --help)"),
         ("incidents", "the incident register: list, show, assess, report, close, export"),
         ("subject", "what was sent to / received from whom about one person"),
+        ("correct", "send corrected records to every partner that received them (art. 19)"),
+        ("withdraw", "end processing of one person and tell every partner (art. 19)"),
+        ("reopen", "re-open processing of one person whose processing ended"),
         ("reconcile", "compare our list with a partner's latest list (report)"),
         ("purge", "remove data past its retention window (--dry-run to count)"),
     ):
@@ -179,6 +200,9 @@ _DELEGATED: dict[str, Callable[[list[str]], int]] = {
     "doctor": _cmd_doctor,
     "incidents": _cmd_incidents,
     "subject": _cmd_subject,
+    "correct": _cmd_correct,
+    "withdraw": _cmd_withdraw,
+    "reopen": _cmd_reopen,
     "reconcile": _cmd_reconcile,
     "purge": _cmd_purge,
 }
