@@ -301,6 +301,20 @@ class Sender:
             record_count=count, sha256=digest, size=size,
         )  # fmt: skip
 
+    def sweep_abandoned(self, *, older_than: float) -> int:
+        """Drop notices, withdrawals and corrections that never got sealed because the
+        process making them was killed (their plaintext would otherwise stay in the
+        spool). Exports are left alone: their outbox file restarts them."""
+        cutoff = self._clock() - older_than
+        dropped = 0
+        for row in self._journal.outgoing_in([OutState.DETECTED, OutState.MINIMISED]):
+            if row["kind"] != "export" and row["updated_at"] < cutoff:
+                self._discard(row["message_id"], rejected=False)
+                dropped += 1
+        if dropped:
+            self._log.warning("abandoned_messages_dropped", count=dropped)
+        return dropped
+
     def _discard(self, message_id: str, *, rejected: bool) -> None:
         for suffix in (".json", ".pgp"):
             with contextlib.suppress(FileNotFoundError):

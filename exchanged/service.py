@@ -49,6 +49,9 @@ _IDLE_WAIT_SECONDS = 5.0
 _SETTLING_WAIT_SECONDS = 0.1
 _LOCAL_RETRY_SECONDS = 30.0
 _TICK_SECONDS = 1.0
+# A message another process began but never sealed (it was killed) is dropped after
+# this long; far longer than sealing one takes, so a running command is never raced.
+_ABANDONED_SECONDS = 600.0
 _LOSS_REPORTED = "loss-in-transit reported"
 
 
@@ -197,6 +200,7 @@ class Service:
         # Messages sealed by another process (exchanged correct / withdraw) share this
         # journal and spool; picking them up here means no side channel is needed.
         self._guard(self._resume)
+        self._guard(lambda: self._sender.sweep_abandoned(older_than=_ABANDONED_SECONDS))
         self._guard(self.incidents.remind)
         self._guard(self._write_metrics)
         if self.healthy():
@@ -351,7 +355,7 @@ class Service:
         if done:
             self._settle.forget(candidate.path)
 
-    def _attempt(self, path: Path, work: Callable[[], None], now: float) -> bool:
+    def _attempt(self, path: Path, work: Callable[[], object], now: float) -> bool:
         """Work on one file unless it failed for a local reason a short while ago: a
         file that cannot be processed now waits, instead of being retried every pass."""
         retry_at = self._local_failures.get(path)
@@ -372,7 +376,7 @@ class Service:
         self._log.error("outbox_file_refused", outbox=str(outbox.path), reason=exc.reason)
         self._incident(Detection("outbox-unsafe-file", outbox.partner, None, exc.reason))
 
-    def _guard(self, work: Callable[[], None]) -> bool:
+    def _guard(self, work: Callable[[], object]) -> bool:
         """Run one unit of work; a local failure is logged and retried later, never
         fatal to the daemon and never losing the file it was about."""
         try:
