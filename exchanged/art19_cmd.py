@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from exchanged.commandline import DEFAULT_CONFIG, CommandParser, open_journal, run_command
 from exchanged.core.disclosure import GROUNDS
 from exchanged.errors import EXIT_OK, EXIT_REJECTED, OperatorInputError
-from exchanged.subject_cmd import DEFAULT_CONFIG, CommandParser, open_journal, run_command
 
 if TYPE_CHECKING:
     from exchanged.adapters.disclosures import DisclosureRegister, SubjectReport, Termination

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Literal
 
 from exchanged.adapters.incident_register import IncidentRegister, ensure_schema
+from exchanged.commandline import DEFAULT_CONFIG, CommandParser, open_journal, run_command
 from exchanged.config import Config, load_config
 from exchanged.core.incident import Incident, OrgInfo, incident_to_dict, render_ap_form
 from exchanged.errors import EXIT_OK
-from exchanged.subject_cmd import DEFAULT_CONFIG, CommandParser, open_journal, run_command
 
 __all__ = ["incidents_main"]
 

@@ -316,7 +316,7 @@ def retention_of(config: Config) -> Retention:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from exchanged.subject_cmd import DEFAULT_CONFIG, CommandParser
+    from exchanged.commandline import DEFAULT_CONFIG, CommandParser
 
     parser = CommandParser(prog=_PROG, description="Remove data older than its retention window.")
     parser.add_argument("--dry-run", action="store_true", help="count only; remove nothing")
@@ -328,8 +328,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from exchanged.commandline import open_journal
     from exchanged.config import load_config
-    from exchanged.subject_cmd import open_journal
 
     config = load_config(args.config)
     retention = retention_of(config)
@@ -362,6 +362,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def purge_main(argv: list[str]) -> int:
     """Run the purge command; returns the exit code."""
-    from exchanged.subject_cmd import run_command
+    from exchanged.commandline import run_command
 
     return run_command(_PROG, _parser(), _run, argv)

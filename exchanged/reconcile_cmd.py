@@ -28,9 +28,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from exchanged.commandline import DEFAULT_CONFIG, CommandParser, open_journal, run_command
 from exchanged.core.reconcile import Entry, Reconciliation, Row, Status, reconcile
 from exchanged.errors import EXIT_OK, OperatorInputError
-from exchanged.subject_cmd import DEFAULT_CONFIG, CommandParser, open_journal, run_command
 
 if TYPE_CHECKING:
     from exchanged.adapters.journal import Journal

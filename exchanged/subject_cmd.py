@@ -5,77 +5,25 @@ accountability of art. 5(2)): categories, dates, message ids, and whether proces
 has ended and on what ground. It works from the disclosure register alone, which
 holds keyed hashes, so the answer can never include anyone else. The BSN given is
 not echoed back: the operator knows it, the terminal's scroll-back need not.
-
-Also home of the small frame the accountability commands share (one-line errors,
-exit codes, opening the journal).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
-from exchanged.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ExchangedError, OperatorInputError
+from exchanged.commandline import DEFAULT_CONFIG, CommandParser, open_journal, run_command
+from exchanged.errors import EXIT_OK, OperatorInputError
 
 if TYPE_CHECKING:
     from exchanged.adapters.disclosures import SubjectReport
-    from exchanged.adapters.journal import Journal
 
-__all__ = ["CommandParser", "open_journal", "run_command", "subject_main"]
+__all__ = ["subject_json", "subject_main"]
 
 _PROG = "exchanged subject"
-DEFAULT_CONFIG = Path("/etc/exchanged/exchanged.toml")
-
-
-class _UsageError(Exception):
-    pass
-
-
-class CommandParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # argparse would print the whole usage block; the rule is one line on stderr.
-        raise _UsageError(message)
-
-
-def run_command(
-    prog: str,
-    parser: argparse.ArgumentParser,
-    run: Callable[[argparse.Namespace], int],
-    argv: list[str],
-) -> int:
-    """Parse, run, and turn every failure into one line on stderr and an exit code."""
-    try:
-        args = parser.parse_args(argv)
-    except _UsageError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return run(args)
-    except ExchangedError as exc:
-        print(f"{prog}: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:
-        return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - an operator gets one line, never a traceback
-        print(f"{prog}: unexpected internal error ({type(exc).__name__})", file=sys.stderr)
-        return EXIT_FAILURE
-
-
-def open_journal(state_dir: Path) -> Journal:
-    """The daemon's journal, opened beside a running daemon (WAL allows it)."""
-    from exchanged.adapters.journal import Journal
-
-    path = state_dir / "journal.sqlite"
-    if not path.exists():
-        raise OperatorInputError(
-            f"no journal at {path}: has the daemon with this configuration ever run?"
-        )
-    return Journal(path)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,0 +1,67 @@
+"""The small frame the operator commands share: argument errors and failures become one
+line on stderr with the documented exit code (never a traceback), and the daemon's
+journal is opened beside the running daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from exchanged.errors import EXIT_FAILURE, EXIT_USAGE, ExchangedError, OperatorInputError
+
+if TYPE_CHECKING:
+    from exchanged.adapters.journal import Journal
+
+__all__ = ["DEFAULT_CONFIG", "CommandParser", "open_journal", "run_command"]
+
+DEFAULT_CONFIG = Path("/etc/exchanged/exchanged.toml")
+
+
+class _UsageError(Exception):
+    pass
+
+
+class CommandParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse would print the whole usage block; the rule is one line on stderr.
+        raise _UsageError(message)
+
+
+def run_command(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], int],
+    argv: list[str],
+) -> int:
+    """Parse, run, and turn every failure into one line on stderr and an exit code."""
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return run(args)
+    except ExchangedError as exc:
+        print(f"{prog}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - an operator gets one line, never a traceback
+        print(f"{prog}: unexpected internal error ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def open_journal(state_dir: Path) -> Journal:
+    """The daemon's journal, opened beside a running daemon (WAL allows it)."""
+    from exchanged.adapters.journal import Journal
+
+    path = state_dir / "journal.sqlite"
+    if not path.exists():
+        raise OperatorInputError(
+            f"no journal at {path}: has the daemon with this configuration ever run?"
+        )
+    return Journal(path)
