@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from exchanged.errors import OperatorInputError
+from exchanged.errors import LocalSystemError, OperatorInputError
 
 __all__ = [
     "ARCHIVE_FOLDERS",
@@ -128,7 +128,7 @@ def _may_drop(uid: int, folder: os.stat_result) -> bool:
 
 
 def open_export(path: Path) -> str:
-    """Open a settled file safely and return a digest identifying it.
+    """Open a settled file safely and return a key identifying this drop of it.
 
     Opened with O_NOFOLLOW and checked with fstat on the descriptor actually opened, so
     a symlink swapped in after listing is never followed and its target never read.
@@ -138,7 +138,10 @@ def open_export(path: Path) -> str:
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # the name is a symlink
             raise UnsafeOutboxFile("symlink") from None
-        raise
+        # Never str(exc): it holds the path, and so the operator's file name.
+        raise LocalSystemError(
+            f"cannot open a file in outbox {path.parent}: {exc.strerror}"
+        ) from None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -150,4 +153,8 @@ def open_export(path: Path) -> str:
         digest = hashlib.sha256()
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    return hashlib.sha256(f"{path.parent}\0{digest.hexdigest()}".encode()).hexdigest()
+    # The file's identity (device, inode, mtime) is part of the key: after a crash the
+    # same file in the same place is recognised and finished, but a new copy with the
+    # same content (an operator resending a list) is a new export, not a no-op.
+    identity = f"{path.parent}\0{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}"
+    return hashlib.sha256(f"{identity}\0{digest.hexdigest()}".encode()).hexdigest()

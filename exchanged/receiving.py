@@ -15,6 +15,7 @@ import io
 import json
 import re
 import sqlite3
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,6 +92,12 @@ class Receiver:
                 now=self._clock(),
             )  # fmt: skip
             row = self._journal.incoming(wire_id)
+        elif row["partner"] != partner.id:
+            # Another partner's message id on this channel: never answer it with (or
+            # send down this link) the receipt that belongs to the other partner.
+            self._incident(Detection("replayed", partner.id, wire_id, "foreign-message-id"))
+            self._quarantine(path, partner, "foreign-message-id")
+            return
         elif row["state"] == InState.ANSWERED:
             self._answer_duplicate(path, partner, row, digest)
             return
@@ -394,11 +401,33 @@ class Receiver:
             self._incident(Detection("receipt-failed", partner.id, answered, receipt.disposition))
 
     def _quarantine(self, path: Path, partner: Partner, reason: str) -> None:
+        """Move a file we will not process out of the channel, under a name of our own
+        (never the partner's), for the officers to inspect."""
         folder = self._config.state_dir / "quarantine" / partner.id
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            path.rename(folder / f"{int(self._clock() * 1000)}.bin")
+            path.rename(folder / f"{uuid.uuid4()}.bin")
         self._log.error("incoming_quarantined", partner=partner.id, reason=reason)
+
+    def abandon(self, path: Path, partner: Partner) -> None:
+        """Give up on a file that keeps failing in an unexpected way (a bug, not a
+        local outage): quarantine it and, if it was journaled, answer the sender with
+        failed/unexpected-processing-error so it is not left waiting for a receipt."""
+        wire_id = wire_message_id(path.name)
+        self._quarantine(path, partner, "processing-failed-repeatedly")
+        row = self._journal.incoming(wire_id) if wire_id else None
+        if row is None or row["state"] != InState.RECEIVED:
+            return
+        self._journal.update_incoming(
+            row["message_id"], now=self._clock(), state=InState.REFUSED,
+            disposition="failed/unexpected-processing-error",
+        )  # fmt: skip
+        row = self._journal.incoming(row["message_id"])
+        assert row is not None  # noqa: S101 -- just updated
+        if row["kind"] != "receipt":
+            self._send_receipt(partner, row)
+        self._journal.update_incoming(row["message_id"], now=self._clock(),
+                                      state=InState.ANSWERED)  # fmt: skip
 
 
 def _field_order(records: Sequence[Mapping[str, str]]) -> list[str]:

@@ -88,6 +88,8 @@ class Sender:
         key = open_export(path)
         previous = self._journal.outgoing_by_source(key)
         if any(row["state"] in _SEALED_OR_LATER for row in previous):
+            # A crash after sealing, before archiving: finish the job, send nothing new.
+            self._log.info("export_resumed", message_ids=[r["message_id"] for r in previous])
             self._archive(path, outbox, [r["message_id"] for r in previous], "sent")
             for row in previous:
                 if row["state"] == OutState.SEALED:

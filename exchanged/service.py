@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +50,9 @@ _IDLE_WAIT_SECONDS = 5.0
 _SETTLING_WAIT_SECONDS = 0.1
 _LOCAL_RETRY_SECONDS = 30.0
 _TICK_SECONDS = 1.0
+# An incoming file that fails this often in an unexpected way (a bug, not an outage)
+# is quarantined and answered, so it cannot block the channel forever.
+_UNEXPECTED_LIMIT = 3
 # A message another process began but never sealed (it was killed) is dropped after
 # this long; far longer than sealing one takes, so a running command is never raced.
 _ABANDONED_SECONDS = 600.0
@@ -148,6 +152,8 @@ class Service:
         self._observer: Any = None
         self._next_tick = 0.0
         self._next_metrics = 0.0
+        self._unexpected: dict[Path, int] = {}
+        self._unexpected_now = False
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -169,6 +175,7 @@ class Service:
     def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         self._log.info("service_starting", partners=sorted(self.config.partners))
         self._start_observer()  # first, so nothing dropped during the first scan is missed
+        self._sweep_leftovers()
         self._resume()
         for link in self._links.values():
             link.start()
@@ -310,6 +317,29 @@ class Service:
             return partner.local_dir
         return self.config.state_dir / "inbound" / partner.id
 
+    def _sweep_leftovers(self) -> None:
+        """Remove what a killed daemon left half-done, before anything else runs:
+        decrypted plaintext in the work folder, half-written files under temporary
+        dot-names, and export plaintext in the spool that no journal row still owns.
+        All of it is personal data outside every retention window otherwise."""
+        removed = 0
+        work = self.config.state_dir / "work"
+        temporary = [*work.glob("*"), *work.glob(".*")] if work.exists() else []
+        for folder in (self.config.inbox, self._spool, self.config.state_dir / "inbound"):
+            temporary += folder.rglob(".*.tmp") if folder.exists() else []
+            temporary += folder.rglob(".*.part") if folder.exists() else []
+        live = {
+            row["message_id"]
+            for row in self.journal.outgoing_in([OutState.DETECTED, OutState.MINIMISED])
+        }
+        temporary += [p for p in self._spool.glob("*.json") if p.stem not in live]
+        for path in temporary:
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            self._log.warning("leftovers_removed", count=removed)
+
     def _resume(self) -> None:
         """Replay what the journal says is owed: uploads of sealed messages (enqueueing
         is idempotent, so doing this on every tick is cheap and safe)."""
@@ -327,6 +357,11 @@ class Service:
                 if not candidate.symlink:
                     take = functools.partial(self._receiver.take, candidate.path, partner)
                     self._attempt(candidate.path, take, now)
+                    if self._unexpected.get(candidate.path, 0) >= _UNEXPECTED_LIMIT:
+                        del self._unexpected[candidate.path]
+                        abandon = functools.partial(self._receiver.abandon, candidate.path,
+                                                    partner)  # fmt: skip
+                        self._guard(abandon)
         present: set[Candidate] = set()
         for outbox in self.config.outboxes:
             for folder in _folders_of(outbox):
@@ -338,6 +373,8 @@ class Service:
         self._refused &= present  # a refused file that changes or goes is judged anew
         for gone in self._local_failures.keys() - seen:
             del self._local_failures[gone]
+        for gone in self._unexpected.keys() - seen:
+            del self._unexpected[gone]
 
     def _consider(self, candidate: Candidate, outbox: Outbox, now: float) -> None:
         if candidate.symlink:
@@ -361,10 +398,14 @@ class Service:
         retry_at = self._local_failures.get(path)
         if retry_at is not None and now < retry_at:
             return False
+        self._unexpected_now = False
         if self._guard(work):
             self._local_failures.pop(path, None)
+            self._unexpected.pop(path, None)
             return True
         self._local_failures[path] = now + _LOCAL_RETRY_SECONDS
+        if self._unexpected_now:
+            self._unexpected[path] = self._unexpected.get(path, 0) + 1
         return False
 
     def _refuse_unsafe(self, candidate: Candidate, outbox: Outbox, exc: UnsafeOutboxFile) -> None:
@@ -377,16 +418,32 @@ class Service:
         self._incident(Detection("outbox-unsafe-file", outbox.partner, None, exc.reason))
 
     def _guard(self, work: Callable[[], object]) -> bool:
-        """Run one unit of work; a local failure is logged and retried later, never
-        fatal to the daemon and never losing the file it was about."""
+        """Run one unit of work; a failure is logged and retried later, never fatal to
+        the daemon and never losing the file it was about.
+
+        What is logged is chosen so that it cannot carry personal data: our own error
+        messages (written for that), the strerror and errno of an OSError (never its
+        str(), which holds the path, and so an operator's file name), and only the
+        type of anything unexpected (its message could quote a value)."""
         try:
             work()
         except UnsafeOutboxFile:
             raise
-        except (ExchangedError, OSError) as exc:
-            error = exc if isinstance(exc, ExchangedError) else LocalSystemError(str(exc))
-            self._log.error(
-                "local_failure", error=error.message, error_type=type(exc).__name__,
+        except ExchangedError as exc:
+            self._log.error("local_failure", error=exc.message, error_type=type(exc).__name__,
+                            retry_in_s=_LOCAL_RETRY_SECONDS)  # fmt: skip
+            return False
+        except OSError as exc:
+            self._log.error("local_failure", error=exc.strerror or type(exc).__name__,
+                            errno=exc.errno, error_type=type(exc).__name__,
+                            retry_in_s=_LOCAL_RETRY_SECONDS)  # fmt: skip
+            return False
+        except Exception as exc:  # noqa: BLE001 -- one bad file must not stop the daemon
+            self._unexpected_now = True
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            self._log.critical(
+                "unexpected_error", error_type=type(exc).__name__,
+                where=f"{Path(frame.filename).name}:{frame.lineno}",
                 retry_in_s=_LOCAL_RETRY_SECONDS,
             )  # fmt: skip
             return False

@@ -197,7 +197,8 @@ def decode(data: bytes) -> Message:
     """Parse and validate a decrypted envelope; raise EnvelopeError with a reason."""
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: deeply nested JSON (a partner's bug or a hostile signer).
         raise EnvelopeError("malformed", "the plaintext is not UTF-8 JSON") from None
     if not isinstance(document, dict):
         raise EnvelopeError("malformed", "the envelope is not a JSON object")

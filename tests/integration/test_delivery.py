@@ -254,3 +254,22 @@ def test_a_read_only_state_folder_leaves_the_file_and_the_daemon_alive(
     assert rbl.process is not None and rbl.process.poll() is None  # alive
     assert _inbox_records(pw) == []
     assert workspace.stop_daemon(rbl) == 0  # and stops cleanly
+
+
+def test_dropping_the_same_export_again_sends_it_again(workspace: Workspace) -> None:
+    """An operator asked to resend a list drops the same file once more: a new export,
+    not silently archived as already sent."""
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+    header, rows = synthetic_rows(seeded_rng(6), CATEGORY, 3)
+    folder = rbl.outbox("passendwijs", CATEGORY)
+    drop_export(folder, "lijst.csv", header, rows)
+    assert workspace.wait_for({"rbl": 1}, timeout=30)
+    drop_export(folder, "lijst.csv", header, rows)  # byte for byte the same
+    assert workspace.wait_for({"rbl": 2}, timeout=30)
+    assert len(list(pw.inbox.glob("*.csv"))) == 2
+    assert sorted(p.name for p in (rbl.outbox("passendwijs") / "sent").iterdir()) == [
+        "lijst.1.csv",
+        "lijst.csv",
+    ]
