@@ -24,9 +24,10 @@ from exchanged.core.machine import OutState
 from exchanged.errors import ExchangedError
 from exchanged.receiving import wire_message_id
 
-__all__ = ["PartnerLink", "backoff_delay"]
+__all__ = ["SPOOL_MISSING", "PartnerLink", "backoff_delay"]
 
 _FIRST_RETRY_SECONDS = 1.0
+SPOOL_MISSING = "ciphertext missing from spool"
 
 
 def backoff_delay(attempt: int, cap: float, rng: random.Random) -> float:
@@ -150,10 +151,16 @@ class PartnerLink(threading.Thread):
     def _back_off(self, exc: BaseException) -> None:
         delay = backoff_delay(self._failures, self._retry_cap, self._rng)
         self._failures += 1
+        error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         self._log.warning(
-            "link_failed", error=str(exc), error_type=type(exc).__name__,
+            "link_failed", error=error, error_type=type(exc).__name__,
             attempt=self._failures, retry_in_s=round(delay, 2), backlog=self.backlog(),
         )  # fmt: skip
+        with self._wake:
+            # The message that failed goes to the back: if the trouble is that message
+            # (a remote quota, a transfer that always times out), the others still go.
+            if len(self._queue) > 1:
+                self._queue.rotate(-1)
         self._stopping.wait(delay)
 
     # -- jobs -----------------------------------------------------------------------
@@ -164,6 +171,14 @@ class PartnerLink(threading.Thread):
             self._done(message_id)
             return
         ciphertext = self._spool / f"{message_id}.pgp"
+        if not ciphertext.exists():
+            # Removed by hand or lost with the disk: it cannot be sent, and retrying
+            # would only block the queue. Marked so it is not queued again; status shows
+            # it as queued and the log says why.
+            self._journal.update_outgoing(message_id, now=self._clock(), last_error=SPOOL_MISSING)
+            self._log.error("ciphertext_missing", message_id=message_id, kind=row["kind"])
+            self._done(message_id)
+            return
         size = self._link.upload(ciphertext, self.partner.remote_dir, f"{message_id}.pgp")
         now = self._clock()
         with self._journal.transaction():

@@ -37,7 +37,7 @@ from exchanged.core.model import CATEGORIES
 from exchanged.core.policy import Policy
 from exchanged.errors import ExchangedError, LocalSystemError
 from exchanged.incidents import Detection, IncidentDesk
-from exchanged.links import PartnerLink
+from exchanged.links import SPOOL_MISSING, PartnerLink
 from exchanged.logs import get_logger
 from exchanged.outbox import Candidate, SettleTracker, UnsafeOutboxFile, list_candidates
 from exchanged.receiving import Receiver
@@ -344,7 +344,8 @@ class Service:
         """Replay what the journal says is owed: uploads of sealed messages (enqueueing
         is idempotent, so doing this on every tick is cheap and safe)."""
         for row in self.journal.outgoing_in([OutState.SEALED]):
-            self._enqueue(row["partner"], row["message_id"])
+            if row["last_error"] != SPOOL_MISSING:
+                self._enqueue(row["partner"], row["message_id"])
 
     # -- one pass over the folders --------------------------------------------------
 

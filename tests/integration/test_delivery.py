@@ -273,3 +273,27 @@ def test_dropping_the_same_export_again_sends_it_again(workspace: Workspace) -> 
         "lijst.1.csv",
         "lijst.csv",
     ]
+
+
+def test_a_message_that_cannot_be_sent_does_not_block_the_others(workspace: Workspace) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    pw.sshd.stop()
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+    _export(workspace, "rbl", "passendwijs", 2, seed=7)
+    assert _wait(lambda: workspace.outgoing_states(rbl) == {"sealed": 1})
+    _export(workspace, "rbl", "passendwijs", 2, seed=8)
+    assert _wait(lambda: workspace.outgoing_states(rbl) == {"sealed": 2})
+    first = _journal(rbl, "SELECT message_id FROM outgoing WHERE kind = 'export' "
+                          "ORDER BY created_at LIMIT 1")[0][0]  # fmt: skip
+    (rbl.state_dir / "spool" / f"{first}.pgp").unlink()  # lost from the spool
+    pw.sshd.start()
+
+    assert workspace.wait_for({"rbl": 1}, timeout=30)  # the second went through
+    assert _wait(
+        lambda: any(
+            e.get("event") == "ciphertext_missing" and e.get("message_id") == first
+            for e in _events(rbl)
+        )
+    )
+    assert len(_inbox_records(pw)) == 2
