@@ -36,7 +36,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from exchanged.commandline import DEFAULT_CONFIG, CommandParser, open_journal, run_command
+from exchanged.commandline import (
+    BSN_HELP,
+    DEFAULT_CONFIG,
+    CommandParser,
+    open_journal,
+    read_bsn,
+    run_command,
+)
 from exchanged.core.disclosure import GROUNDS
 from exchanged.errors import EXIT_OK, EXIT_REJECTED, OperatorInputError
 
@@ -75,15 +82,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--hash-key-file", type=Path, metavar="FILE",
         help="the BSN hashing key (default: the systemd credential bsn-hash-key)",
     )  # fmt: skip
-
-
-def _bsn_arg(value: str) -> str:
-    from exchanged.core.bsn import normalise_bsn
-
-    bsn = normalise_bsn(value)
-    if bsn is None:
-        raise OperatorInputError("--bsn is not a valid BSN (9 digits, elfproef)")
-    return bsn
 
 
 def _iso(timestamp: float) -> str:
@@ -327,7 +325,7 @@ def _withdraw_parser() -> argparse.ArgumentParser:
         description="End processing of one person: tell every partner that received them "
         "(AVG art. 19), stop sending them, and purge local copies where the ground requires.",
     )
-    parser.add_argument("--bsn", required=True, metavar="BSN", help="the person's BSN")
+    parser.add_argument("--bsn", metavar="BSN", help=BSN_HELP)
     parser.add_argument(
         "--ground", required=True, choices=GROUNDS, metavar="GROUND",
         help="one of: " + ", ".join(GROUNDS),
@@ -363,7 +361,7 @@ def _run_withdraw(args: argparse.Namespace) -> int:
     from exchanged.purge import purge_subject
     from exchanged.sending import Sender
 
-    bsn = _bsn_arg(args.bsn)
+    bsn = read_bsn(args.bsn)
     ground = Ground(args.ground)
     with _opened(args) as ctx:
         subject = bsn_hash(ctx.key, bsn)
@@ -463,7 +461,7 @@ def _reopen_parser() -> argparse.ArgumentParser:
         description="Re-open processing of one person whose processing ended, so that "
         "exports may carry them again. Partners are not told; the history stays.",
     )
-    parser.add_argument("--bsn", required=True, metavar="BSN", help="the person's BSN")
+    parser.add_argument("--bsn", metavar="BSN", help=BSN_HELP)
     _common(parser)
     return parser
 
@@ -471,7 +469,7 @@ def _reopen_parser() -> argparse.ArgumentParser:
 def _run_reopen(args: argparse.Namespace) -> int:
     from exchanged.core.disclosure import bsn_hash
 
-    bsn = _bsn_arg(args.bsn)
+    bsn = read_bsn(args.bsn)
     with _opened(args) as ctx:
         subject = bsn_hash(ctx.key, bsn)
         ended = ctx.register.subject(subject).ended

@@ -6,6 +6,7 @@ journal is opened beside the running daemon.
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,19 @@ from exchanged.errors import EXIT_FAILURE, EXIT_USAGE, ExchangedError, OperatorI
 if TYPE_CHECKING:
     from exchanged.adapters.journal import Journal
 
-__all__ = ["DEFAULT_CONFIG", "CommandParser", "open_journal", "run_command"]
+__all__ = [
+    "BSN_HELP",
+    "DEFAULT_CONFIG",
+    "CommandParser",
+    "open_journal",
+    "read_bsn",
+    "run_command",
+]
+
+BSN_HELP = (
+    "the person's BSN; '-' reads it from standard input and leaving it out asks for it, "
+    "so it does not end up in shell history, sudo's log or the process list"
+)
 
 DEFAULT_CONFIG = Path("/etc/exchanged/exchanged.toml")
 
@@ -65,3 +78,20 @@ def open_journal(state_dir: Path) -> Journal:
             f"no journal at {path}: has the daemon with this configuration ever run?"
         )
     return Journal(path)
+
+
+def read_bsn(value: str | None) -> str:
+    """The BSN an operator gave: from ``--bsn``, from standard input (``--bsn -``) or
+    typed at a prompt that does not echo. Validated; never printed back."""
+    from exchanged.core.bsn import normalise_bsn
+
+    if value == "-":
+        value = sys.stdin.readline()
+    elif value is None:
+        if not sys.stdin.isatty():
+            raise OperatorInputError("give --bsn BSN, or --bsn - to read it from standard input")
+        value = getpass.getpass("BSN: ")
+    bsn = normalise_bsn(value)
+    if bsn is None:
+        raise OperatorInputError("that is not a valid BSN (9 digits, elfproef)")
+    return bsn

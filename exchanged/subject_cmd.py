@@ -15,8 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exchanged.commandline import DEFAULT_CONFIG, CommandParser, open_journal, run_command
-from exchanged.errors import EXIT_OK, OperatorInputError
+from exchanged.commandline import (
+    BSN_HELP,
+    DEFAULT_CONFIG,
+    CommandParser,
+    open_journal,
+    read_bsn,
+    run_command,
+)
+from exchanged.errors import EXIT_OK
 
 if TYPE_CHECKING:
     from exchanged.adapters.disclosures import SubjectReport
@@ -31,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         prog=_PROG,
         description="Show what this party sent to and received from whom about one person.",
     )
-    parser.add_argument("--bsn", required=True, metavar="BSN", help="the person's BSN")
+    parser.add_argument("--bsn", metavar="BSN", help=BSN_HELP)
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument(
         "-c", "--config", type=Path, default=DEFAULT_CONFIG, metavar="CONFIG",
@@ -110,12 +117,9 @@ def _text(report: SubjectReport) -> str:
 def _run(args: argparse.Namespace) -> int:
     from exchanged.adapters.disclosures import DisclosureRegister, ensure_schema, load_hash_key
     from exchanged.config import load_config
-    from exchanged.core.bsn import normalise_bsn
     from exchanged.core.disclosure import bsn_hash
 
-    bsn = normalise_bsn(args.bsn)
-    if bsn is None:
-        raise OperatorInputError("--bsn is not a valid BSN (9 digits, elfproef)")
+    bsn = read_bsn(args.bsn)
     config = load_config(args.config)
     key = load_hash_key(args.hash_key_file)
     journal = open_journal(config.state_dir)

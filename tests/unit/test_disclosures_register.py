@@ -220,3 +220,21 @@ def test_subject_command_refuses_bad_input(
     assert subject_main(["--bsn", a, "-c", str(config), "--hash-key-file", str(key_file)]) == 2
     err = capsys.readouterr().err
     assert "0600" in err and a not in err
+
+
+def test_the_bsn_can_come_from_standard_input_and_never_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from exchanged.commandline import read_bsn
+    from exchanged.errors import OperatorInputError
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("123456782\n"))
+    assert read_bsn("-") == "123456782"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: no prompt
+    with pytest.raises(OperatorInputError, match="--bsn -"):
+        read_bsn(None)
+    with pytest.raises(OperatorInputError) as refused:
+        read_bsn("123456789")  # fails the elfproef
+    assert "123456789" not in refused.value.message  # never echoed back
