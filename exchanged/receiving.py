@@ -257,10 +257,19 @@ class Receiver:
         except envelope.EnvelopeError as exc:
             self._incident(Detection("malformed-message", partner.id, mid, exc.reason))
             return f"failed/{exc.reason}"
-        self._write_notice(partner, message)
         if self._register is None or self._hash_key is None:
+            self._write_notice(partner, message)
             return envelope.PROCESSED
         subject = disclosure.bsn_hash(self._hash_key, withdrawal.bsn)
+        exchanged_with = {d.partner for d in self._register.subject(subject).disclosures}
+        if partner.id not in exchanged_with:
+            # A partner may only end what it shared with us; otherwise it would stop our
+            # processing (and purge our copies) of a child it has nothing to do with,
+            # and it disclosed a BSN it had no business sending.
+            self._incident(Detection("partner-policy-violation", partner.id, mid,
+                                     "withdrawal-of-unshared-subject"))  # fmt: skip
+            return "failed/policy-violation"
+        self._write_notice(partner, message)
         now = self._clock()
         with self._journal.transaction():
             self._register.record(

@@ -297,3 +297,30 @@ def test_a_message_that_cannot_be_sent_does_not_block_the_others(workspace: Work
         )
     )
     assert len(_inbox_records(pw)) == 2
+
+
+def test_a_withdrawal_of_a_child_never_shared_is_refused(
+    workspace: Workspace, short_tmp: Path
+) -> None:
+    """A partner may end only what it exchanged with us; anything else would stop our
+    processing (and purge our copies) of a child it has nothing to do with."""
+    from exchanged.core.disclosure import withdrawal_body
+    from exchanged.testing.synthetic import generate_bsn
+
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    message_id = MessageId.new()
+    header = envelope.Header("withdrawal", message_id, rbl.id, pw.id, datetime.now(UTC))
+    body = withdrawal_body(generate_bsn(seeded_rng(9)), "overleden", datetime.now(UTC).date())
+    plaintext = short_tmp / "w.json"
+    plaintext.write_bytes(envelope.encode_message(header, body))
+    staged = short_tmp / message_id.wire_name
+    Gpg(rbl.gpg_home, rbl.fingerprint).seal(plaintext, staged, pw.fingerprint)
+    staged.rename(pw.incoming / message_id.wire_name)
+
+    assert _wait(lambda: any(e.get("event") == "message_refused" for e in _events(pw)))
+    refused = next(e for e in _events(pw) if e.get("event") == "message_refused")
+    assert refused["disposition"] == "failed/policy-violation"
+    kinds = [e["kind"] for e in _events(pw) if e.get("event") == "security_incident"]
+    assert kinds == ["partner-policy-violation"]
+    assert not pw.inbox.exists() or not list(pw.inbox.iterdir())  # no notice delivered
