@@ -34,6 +34,7 @@ from exchanged.rejection_report import render_rejection_report
 
 __all__ = ["Sender"]
 
+_PROGRESS_ROWS = 20_000
 _SEALED_OR_LATER = frozenset(
     {OutState.SEALED, OutState.UPLOADED, OutState.OVERDUE, OutState.RECEIPTED, OutState.REFUSED}
 )
@@ -68,9 +69,11 @@ class Sender:
         enqueue_upload: Callable[[str, str], None],
         register: DisclosureRegister | None = None,
         bsn_hash_key: bytes | None = None,
+        progress: Callable[[], None] = lambda: None,
     ) -> None:
         if (register is None) != (bsn_hash_key is None):
             raise ValueError("the disclosure register needs the BSN hashing key, and back")
+        self._progress = progress
         self._register = register
         self._hash_key = bsn_hash_key
         self._config = config
@@ -174,6 +177,8 @@ class Sender:
                     routing=self._policy.routing if outbox.route else None,
                 )  # fmt: skip
                 for number, row in enumerate(table.rows, start=1):
+                    if number % _PROGRESS_ROWS == 0:
+                        self._progress()  # a long export is work, not a hang
                     record = checker.check(number, row)
                     if record is not None:
                         self._write(groups, record, outbox, path, key, row_number=number)

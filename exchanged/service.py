@@ -130,6 +130,7 @@ class Service:
         self._sender = Sender(
             config, self.journal, self._gpg, policy, clock=clock, log=self._log,
             enqueue_upload=self._enqueue, register=self.register, bsn_hash_key=bsn_hash_key,
+            progress=self._heartbeat,
         )  # fmt: skip
         org = config.organisation
         self.incidents = IncidentDesk(
@@ -152,6 +153,7 @@ class Service:
         self._observer: Any = None
         self._next_tick = 0.0
         self._next_metrics = 0.0
+        self._next_heartbeat = 0.0
         self._unexpected: dict[Path, int] = {}
         self._unexpected_now = False
 
@@ -228,6 +230,14 @@ class Service:
             self.config, self.config.state_dir / "journal.sqlite", settings.path,
             datetime.fromtimestamp(now, tz=UTC),
         )  # fmt: skip
+
+    def _heartbeat(self) -> None:
+        """Called from inside long work: the loop is busy, not hung, so the systemd
+        watchdog is fed (at most once a second, and only while the workers live)."""
+        now = self._clock()
+        if now >= self._next_heartbeat and self.healthy():
+            self._next_heartbeat = now + _TICK_SECONDS
+            self._sd.watchdog()
 
     def _status_line(self) -> str:
         counts: dict[str, int] = {}

@@ -133,7 +133,12 @@ host_key = "{partner.sshd.host_key_line}"
     # -- daemons --------------------------------------------------------------------
 
     def start_daemon(
-        self, party: Party, *, private_mounts: bool = False, sandboxed: bool = False
+        self,
+        party: Party,
+        *,
+        private_mounts: bool = False,
+        sandboxed: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         """Run ``party``'s daemon as a subprocess, logging to ``party.log_path``. With
         ``private_mounts`` it gets its own mount namespace (root only), so a test can
@@ -161,6 +166,7 @@ host_key = "{partner.sshd.host_key_line}"
                 **os.environ,
                 "PYTHONUNBUFFERED": "1",
                 "CREDENTIALS_DIRECTORY": str(self.credentials(party)),
+                **(env or {}),
             },
         )
 
