@@ -141,6 +141,12 @@ def _cmd_doctor(argv: list[str]) -> int:
     return doctor_main(argv)
 
 
+def _cmd_send(argv: list[str]) -> int:
+    from exchanged.send_cmd import send_main
+
+    return send_main(argv)
+
+
 def _cmd_incidents(argv: list[str]) -> int:
     from exchanged.incidents_cmd import incidents_main
 
@@ -177,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("preview", "dry-run the policy on an export, nothing sent (see preview --help)"),
+        ("send", "send one export to a partner now, through the outbox pipeline"),
         ("status", "queues, receipts, incidents and key expiry per partner [--json]"),
         ("doctor", "check configuration, permissions, keys, SFTP links, disk and clock"),
         ("keys", "init, export, import, list, rotate OpenPGP keys (see keys --help)"),
@@ -195,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
 # Commands that parse their own arguments (so their --help is complete and exact).
 _DELEGATED: dict[str, Callable[[list[str]], int]] = {
     "preview": _cmd_preview,
+    "send": _cmd_send,
     "keys": _cmd_keys,
     "status": _cmd_status,
     "doctor": _cmd_doctor,

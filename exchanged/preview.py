@@ -10,39 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
 
-from exchanged.core.policy import Verdict
-from exchanged.errors import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_USAGE,
-    ConfigError,
-    ExchangedError,
-)
+from exchanged.commandline import CommandParser, run_command
+from exchanged.core.policy import Policy, Verdict
+from exchanged.errors import EXIT_OK, EXIT_REJECTED, ConfigError
 
-__all__ = ["preview_main", "verdict_json"]
+__all__ = ["check_export", "preview_main", "verdict_json"]
 
 _PROG = "exchanged preview"
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # argparse would print the whole usage block; the rule is one line on stderr.
-        raise _UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=_PROG,
         description="Dry-run the minimisation policy on an export (CSV or XLSX). "
         "Nothing is sent, moved or written.",
@@ -97,21 +79,26 @@ def verdict_json(verdict: Verdict) -> dict[str, object]:
     return out
 
 
-def _run(args: argparse.Namespace) -> int:
+def check_export(path: Path, policy: Policy, category: str | None) -> Verdict:
+    """Run one export through the policy exactly as the daemon would; nothing is sent."""
     from exchanged.adapters.readers import open_table
     from exchanged.core.policy import RecordChecker
+
+    with open_table(path) as table:
+        checker = RecordChecker(
+            policy, table.header, category=category, today=date.today(),
+            routing=policy.routing or None,
+        )  # fmt: skip
+        for number, row in enumerate(table.rows, start=1):
+            checker.check(number, row)
+        return checker.finish()
+
+
+def _run(args: argparse.Namespace) -> int:
     from exchanged.policyfile import load_policy
     from exchanged.rejection_report import error_lines
 
-    policy = load_policy(_policy_path(args.config))
-    routing = policy.routing or None
-    with open_table(args.file) as table:
-        checker = RecordChecker(
-            policy, table.header, category=args.category, today=date.today(), routing=routing
-        )
-        for number, row in enumerate(table.rows, start=1):
-            checker.check(number, row)
-        verdict = checker.finish()
+    verdict = check_export(args.file, load_policy(_policy_path(args.config)), args.category)
     if args.json:
         print(json.dumps(verdict_json(verdict), ensure_ascii=False))
     else:
@@ -139,18 +126,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def preview_main(argv: list[str]) -> int:
     """Run the preview command; returns the exit code."""
-    try:
-        args = _parser().parse_args(argv)
-    except _UsageError as exc:
-        print(f"{_PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return _run(args)
-    except ExchangedError as exc:
-        print(f"{_PROG}: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:
-        return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - an operator gets one line, never a traceback
-        print(f"{_PROG}: unexpected internal error ({type(exc).__name__})", file=sys.stderr)
-        return EXIT_FAILURE
+    return run_command(_PROG, _parser(), _run, argv)
