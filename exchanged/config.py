@@ -130,6 +130,17 @@ class Config:
     incident_hook: tuple[str, ...] = ()
     metrics: MetricsSettings | None = None
     retention: Retention = field(default_factory=Retention)
+    share_with_operators: bool = False
+
+    @property
+    def shared_file_mode(self) -> int:
+        """Mode of files operators must read: inbox files and rejection reports."""
+        return 0o640 if self.share_with_operators else 0o600
+
+    @property
+    def shared_folder_mode(self) -> int:
+        """Mode of the sent/ and rejected/ folders the daemon creates in an outbox."""
+        return 0o750 if self.share_with_operators else 0o700
 
 
 def load_config(path: Path) -> Config:
@@ -160,6 +171,7 @@ def load_config(path: Path) -> Config:
     mail = _mail(top) if "mail" in top.data else None
     hook = _hook(top)
     metrics = _metrics(top)
+    share = top.flag("share_with_operators", default=False)
     partners: dict[str, Partner] = {}
     for index, item in enumerate(top.tables("partner")):
         partner = _partner(TomlTable(path, f"partner[{index}].", item), partners)
@@ -187,6 +199,7 @@ def load_config(path: Path) -> Config:
         incident_hook=hook,
         metrics=metrics,
         retention=retention,
+        share_with_operators=share,
     )
 
 

@@ -308,7 +308,7 @@ class Receiver:
     def _write_inbox(self, partner: Partner, message: envelope.Message, fields: list[str]) -> None:
         self._config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = self._inbox_name(partner, message, ".csv")
-        with atomic_writer(target) as raw:
+        with atomic_writer(target, self._config.shared_file_mode) as raw:
             # UTF-8 with BOM and ';' is what Dutch Excel opens correctly by double-click.
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
             writer = csv.writer(text, delimiter=";")
@@ -322,7 +322,8 @@ class Receiver:
         self._config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
         body = {"kind": message.header.kind, **dict(message.body)}
         target = self._inbox_name(partner, message, ".json")
-        write_atomic(target, [json.dumps(body, ensure_ascii=False, indent=2).encode()])
+        notice = json.dumps(body, ensure_ascii=False, indent=2).encode()
+        write_atomic(target, [notice], self._config.shared_file_mode)
 
     # -- receipts -------------------------------------------------------------------
 

@@ -334,7 +334,7 @@ class Sender:
     def _archive(self, path: Path, outbox: Outbox, message_ids: list[str], folder: str) -> None:
         if not path.exists():
             return
-        target = move_into(path, outbox.path / folder)
+        target = move_into(path, outbox.path / folder, self._config.shared_folder_mode)
         for message_id in message_ids:
             self._journal.update_outgoing(message_id, now=self._clock(), source_path=str(target))
 
@@ -346,11 +346,11 @@ class Sender:
         verdict: Verdict | None = None,
         error: str | None = None,
     ) -> None:
-        target = move_into(path, outbox.path / "rejected")
+        target = move_into(path, outbox.path / "rejected", self._config.shared_folder_mode)
         errors: tuple[RowError, ...] = verdict.errors if verdict else ()
         report = render_rejection_report(verdict=verdict, error=error)
         report_path = target.with_name(f"{target.name}.rejected.txt")
-        write_atomic(report_path, [report.encode("utf-8")])
+        write_atomic(report_path, [report.encode("utf-8")], self._config.shared_file_mode)
         self._log.warning(
             "export_rejected",
             outbox=str(outbox.path),

@@ -47,6 +47,10 @@ class TomlTable:
             raise self.error(name, "must not be empty")
         return value
 
+    def flag(self, name: str, default: bool) -> bool:
+        value: bool = self._get(name, bool, "true or false", default)
+        return value
+
     def optional_str(self, name: str) -> str | None:
         value: str | None = self._get(name, str, "a string", None)
         return value

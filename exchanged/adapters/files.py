@@ -28,8 +28,8 @@ __all__ = [
 _CHUNK = 1 << 20
 
 
-def ensure_private_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def ensure_private_dir(path: Path, mode: int = 0o700) -> Path:
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
     return path
 
 
@@ -42,14 +42,16 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """Yield a binary file that appears at ``path`` only if the block succeeds."""
+def atomic_writer(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Yield a binary file that appears at ``path`` only if the block succeeds, with
+    ``mode`` (0600 unless operators are meant to read it: 0640)."""
     temp = path.with_name(f".{path.name}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), mode)  # explicit: the umask must not decide this
             os.fsync(handle.fileno())
         temp.replace(path)
     except BaseException:
@@ -59,8 +61,8 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     fsync_dir(path.parent)
 
 
-def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    with atomic_writer(path) as handle:
+def write_atomic(path: Path, chunks: Iterable[bytes], mode: int = 0o600) -> None:
+    with atomic_writer(path, mode) as handle:
         for chunk in chunks:
             handle.write(chunk)
 
@@ -89,10 +91,10 @@ def open_regular_nofollow(path: Path) -> tuple[int, os.stat_result]:
     return fd, info
 
 
-def move_into(source: Path, folder: Path) -> Path:
+def move_into(source: Path, folder: Path, folder_mode: int = 0o700) -> Path:
     """Move ``source`` into ``folder`` under its own name (or a numbered variant if that
     is taken), durably. Same file system only: a rename, never a copy."""
-    ensure_private_dir(folder)
+    ensure_private_dir(folder, folder_mode)
     target = folder / source.name
     counter = 1
     while target.exists():

@@ -143,3 +143,38 @@ def test_host_key_change_is_refused_and_message_stays_queued(workspace: Workspac
     spooled = {p.stem for p in (rbl.state_dir / "spool").glob("*.pgp")}
     sealed = _sealed_exports(rbl.state_dir / "journal.sqlite")
     assert len(sealed) == 1 and sealed <= spooled
+
+
+def test_files_for_operators_are_group_readable_only_when_configured(
+    workspace: Workspace,
+) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.write_config(pw, extra="share_with_operators = true")
+    workspace.write_config(rbl, extra="share_with_operators = true")
+    for party in (rbl, pw):
+        workspace.start_daemon(party)
+    rng = random.Random(5)  # noqa: S311 -- synthetic data
+    header, rows = synthetic_rows(rng, "absoluut-verzuim", 2)
+    drop_export(rbl.outbox(pw.id, "absoluut-verzuim"), "ok.csv", header, rows)
+    bad_header, bad_rows = synthetic_rows(rng, "absoluut-verzuim", 1)
+    bad_rows[0][0] = "123456789"  # fails the elfproef: rejected with a report
+    drop_export(rbl.outbox(pw.id, "absoluut-verzuim"), "bad.csv", bad_header, bad_rows)
+    assert workspace.wait_for({"rbl": 1}, timeout=30)
+    rejected = rbl.outbox(pw.id) / "rejected"
+    assert _wait_for_path(rejected / "bad.csv.rejected.txt")
+    for party in (rbl, pw):
+        workspace.stop_daemon(party)
+
+    (delivered,) = pw.inbox.glob("*.csv")
+    assert delivered.stat().st_mode & 0o777 == 0o640
+    assert (rejected / "bad.csv.rejected.txt").stat().st_mode & 0o777 == 0o640
+    assert rejected.stat().st_mode & 0o777 == 0o750
+    assert (rbl.outbox(pw.id) / "sent").stat().st_mode & 0o777 == 0o750
+    assert (pw.state_dir / "journal.sqlite").stat().st_mode & 0o777 == 0o600  # still private
+
+
+def _wait_for_path(path: Path, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not path.exists():
+        time.sleep(0.1)
+    return path.exists()
