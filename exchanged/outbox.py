@@ -15,6 +15,8 @@ import hashlib
 import os
 import pwd
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -28,7 +30,7 @@ __all__ = [
     "UnsafeOutboxFile",
     "is_ignored_name",
     "list_candidates",
-    "open_export",
+    "opened_export",
 ]
 
 ARCHIVE_FOLDERS: Final = frozenset({"sent", "rejected"})
@@ -127,11 +129,14 @@ def _may_drop(uid: int, folder: os.stat_result) -> bool:
     return user.pw_gid == folder.st_gid or user.pw_name in group.gr_mem
 
 
-def open_export(path: Path) -> str:
-    """Open a settled file safely and return a key identifying this drop of it.
+@contextmanager
+def opened_export(path: Path) -> Iterator[tuple[str, Path]]:
+    """Open a settled file safely; yield a key identifying this drop of it and a path
+    through which exactly the file that was checked is read.
 
-    Opened with O_NOFOLLOW and checked with fstat on the descriptor actually opened, so
-    a symlink swapped in after listing is never followed and its target never read.
+    The file is opened once with O_NOFOLLOW and judged by fstat of that descriptor, and
+    every later read goes through ``/proc/self/fd/N`` (a new read position on the same
+    open file), so a symlink or another file swapped in after the check is never read.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -153,8 +158,9 @@ def open_export(path: Path) -> str:
         digest = hashlib.sha256()
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    # The file's identity (device, inode, mtime) is part of the key: after a crash the
-    # same file in the same place is recognised and finished, but a new copy with the
-    # same content (an operator resending a list) is a new export, not a no-op.
-    identity = f"{path.parent}\0{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}"
-    return hashlib.sha256(f"{identity}\0{digest.hexdigest()}".encode()).hexdigest()
+        # The file's identity (device, inode, mtime) is part of the key: after a crash
+        # the same file in the same place is recognised and finished, but a new copy with
+        # the same content (an operator resending a list) is a new export, not a no-op.
+        identity = f"{path.parent}\0{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}"
+        key = hashlib.sha256(f"{identity}\0{digest.hexdigest()}".encode()).hexdigest()
+        yield key, Path(f"/proc/self/fd/{handle.fileno()}")

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import hashlib
 import io
 import json
+import os
 import re
 import sqlite3
+import stat
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,11 +34,16 @@ from exchanged.core import disclosure, envelope, machine
 from exchanged.core.machine import InState, OutState
 from exchanged.core.model import MessageId
 from exchanged.core.policy import Policy, recheck_records
-from exchanged.errors import PartnerError
+from exchanged.errors import LocalSystemError, PartnerError
 from exchanged.incidents import Detection
 from exchanged.purge import purge_subject
 
 __all__ = ["Receiver", "wire_message_id"]
+
+
+class _NotARegularFile(Exception):
+    """A symlink, folder or device on a partner's channel: never opened."""
+
 
 _WIRE_NAME: Final = re.compile(
     r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.pgp$"
@@ -84,7 +93,45 @@ class Receiver:
         if wire_id is None:
             self._quarantine(path, partner, "unexpected-file-name")
             return
-        digest, size = sha256_file(path)
+        try:
+            snapshot, digest, size = self._snapshot(path, wire_id)
+        except _NotARegularFile:
+            self._quarantine(path, partner, "not-a-regular-file")
+            return
+        try:
+            self._take(path, snapshot, partner, wire_id, digest=digest, size=size)
+        finally:
+            snapshot.unlink(missing_ok=True)
+
+    def _snapshot(self, path: Path, wire_id: str) -> tuple[Path, str, int]:
+        """Copy the file off the partner's channel into our private work folder, opened
+        with O_NOFOLLOW: what is checked and hashed is what is decrypted, whatever the
+        partner's account does to the channel meanwhile (a symlink swapped in would
+        otherwise make us read a file of ours)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _NotARegularFile from None
+            raise LocalSystemError(f"cannot open an incoming file: {exc.strerror}") from None
+        self._work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        snapshot = self._work / f"{wire_id}.pgp"
+        digest = hashlib.sha256()
+        size = 0
+        with os.fdopen(fd, "rb") as source:
+            if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                raise _NotARegularFile
+            with atomic_writer(snapshot) as target:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    target.write(chunk)
+        return snapshot, digest.hexdigest(), size
+
+    def _take(
+        self, path: Path, snapshot: Path, partner: Partner, wire_id: str, *, digest: str,
+        size: int,
+    ) -> None:  # fmt: skip
         row = self._journal.incoming(wire_id)
         if row is None:
             self._journal.add_incoming(
@@ -103,7 +150,7 @@ class Receiver:
             return
         assert row is not None  # noqa: S101 -- just inserted under the journal lock
         if row["state"] == InState.RECEIVED:
-            self._open_and_deliver(path, partner, wire_id, digest, size)
+            self._open_and_deliver(snapshot, partner, wire_id, digest, size)
             row = self._journal.incoming(wire_id)
             assert row is not None  # noqa: S101
         if row["state"] in (InState.DELIVERED, InState.REFUSED) and row["kind"] != "receipt":

@@ -29,7 +29,7 @@ from exchanged.core.machine import OutState
 from exchanged.core.model import MessageId, Record
 from exchanged.core.policy import Policy, PolicyInputError, RecordChecker, RowError, Verdict
 from exchanged.errors import OperatorInputError
-from exchanged.outbox import open_export
+from exchanged.outbox import opened_export
 from exchanged.rejection_report import render_rejection_report
 
 __all__ = ["Sender"]
@@ -88,7 +88,12 @@ class Sender:
     def take(self, path: Path, outbox: Outbox) -> None:
         """Process one settled file of ``outbox``. Raises LocalSystemError (and leaves
         the file where it is) when this machine is the problem."""
-        key = open_export(path)
+        with opened_export(path) as (key, source):
+            self._take(path, source, key, outbox)
+
+    def _take(self, path: Path, source: Path, key: str, outbox: Outbox) -> None:
+        """``path`` is where the file lies (to archive it); ``source`` reads the very
+        file that was checked when it was opened."""
         previous = self._journal.outgoing_by_source(key)
         if any(row["state"] in _SEALED_OR_LATER for row in previous):
             # A crash after sealing, before archiving: finish the job, send nothing new.
@@ -102,7 +107,7 @@ class Sender:
             self._discard(row["message_id"], rejected=False)
         category = self._category_of(path, outbox)
         try:
-            groups, verdict = self._minimise(path, outbox, category, key)
+            groups, verdict = self._minimise(source, path, outbox, category, key)
         except OperatorInputError as exc:
             self._reject(path, outbox, error=exc.message)
             return
@@ -166,11 +171,11 @@ class Sender:
         return outbox.category
 
     def _minimise(
-        self, path: Path, outbox: Outbox, category: str | None, key: str
+        self, source: Path, path: Path, outbox: Outbox, category: str | None, key: str
     ) -> tuple[dict[tuple[str, str], _Group], Verdict]:
         groups: dict[tuple[str, str], _Group] = {}
         try:
-            with open_table(path) as table:
+            with open_table(source) as table:
                 checker = RecordChecker(
                     self._policy, table.header, category=category,
                     today=_utc(self._clock()).date(),

@@ -363,16 +363,15 @@ class Service:
         now = self._clock()
         seen: set[Path] = set()
         for partner in self.config.partners.values():
+            # Symlinks too: the receiver opens nothing through them and quarantines them.
             for candidate in list_candidates(self._channel(partner)):
                 seen.add(candidate.path)
-                if not candidate.symlink:
-                    take = functools.partial(self._receiver.take, candidate.path, partner)
-                    self._attempt(candidate.path, take, now)
-                    if self._unexpected.get(candidate.path, 0) >= _UNEXPECTED_LIMIT:
-                        del self._unexpected[candidate.path]
-                        abandon = functools.partial(self._receiver.abandon, candidate.path,
-                                                    partner)  # fmt: skip
-                        self._guard(abandon)
+                take = functools.partial(self._receiver.take, candidate.path, partner)
+                self._attempt(candidate.path, take, now)
+                if self._unexpected.get(candidate.path, 0) >= _UNEXPECTED_LIMIT:
+                    del self._unexpected[candidate.path]
+                    abandon = functools.partial(self._receiver.abandon, candidate.path, partner)
+                    self._guard(abandon)
         present: set[Candidate] = set()
         for outbox in self.config.outboxes:
             for folder in _folders_of(outbox):

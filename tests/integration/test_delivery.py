@@ -324,3 +324,24 @@ def test_a_withdrawal_of_a_child_never_shared_is_refused(
     kinds = [e["kind"] for e in _events(pw) if e.get("event") == "security_incident"]
     assert kinds == ["partner-policy-violation"]
     assert not pw.inbox.exists() or not list(pw.inbox.iterdir())  # no notice delivered
+
+
+def test_a_symlink_on_a_partners_channel_is_quarantined_unread(
+    workspace: Workspace, short_tmp: Path
+) -> None:
+    """The partner's SFTP account can create symlinks; one pointing at a file of ours
+    must never be read (and so never hashed into a receipt)."""
+    pw = workspace["passendwijs"]
+    secret = short_tmp / "secret.txt"
+    secret.write_text("not for partners\n")
+    past = time.time() - 3600
+    os.utime(secret, (past - 3600, past))
+    atime_before = secret.stat().st_atime
+    link = pw.incoming / f"{MessageId.new().value}.pgp"
+    link.symlink_to(secret)
+    workspace.start_daemon(pw)
+
+    assert _wait(lambda: any(e.get("event") == "incoming_quarantined" for e in _events(pw)))
+    assert not link.is_symlink()
+    assert secret.stat().st_atime == atime_before
+    assert not any(e.get("event") == "message_uploaded" for e in _events(pw))  # no receipt
