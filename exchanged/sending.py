@@ -11,6 +11,7 @@ or sealed (finish archiving and upload).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -340,6 +341,9 @@ class Sender:
         if not path.exists():
             return
         target = move_into(path, outbox.path / folder, self._config.shared_folder_mode)
+        # Retention in sent/ counts from archiving, not from whenever the operator's
+        # software made the file (its mtime would otherwise be kept by the rename).
+        os.utime(target)
         for message_id in message_ids:
             self._journal.update_outgoing(message_id, now=self._clock(), source_path=str(target))
 
