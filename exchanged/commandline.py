@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -76,6 +77,19 @@ def open_journal(state_dir: Path) -> Journal:
     if not path.exists():
         raise OperatorInputError(
             f"no journal at {path}: has the daemon with this configuration ever run?"
+        )
+    owner = path.stat().st_uid
+    if owner != os.geteuid():
+        # Files this command writes (spool, journal pages) would belong to the wrong
+        # user, and the daemon could not read them: it would wedge that partner's queue.
+        import pwd
+
+        try:
+            name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            name = str(owner)
+        raise OperatorInputError(
+            f"run this as the service user that owns {path}: sudo -u {name} exchanged ..."
         )
     return Journal(path)
 
