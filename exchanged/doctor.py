@@ -17,17 +17,17 @@ import secrets
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Final
 
+from exchanged.commandline import CommandParser, run_command
 from exchanged.config import Config, Partner, load_config
-from exchanged.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ExchangedError
+from exchanged.errors import EXIT_FAILURE, EXIT_OK, ExchangedError
 from exchanged.status_cmd import DEFAULT_CONFIG, check_gnupg_home, key_states
 
 __all__ = ["Check", "doctor_main", "run_checks"]
@@ -51,15 +51,6 @@ class Check:
 
     def line(self) -> str:
         return f"{self.level:<5} {self.name}: {self.detail}"
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
 
 
 # -- individual checks -------------------------------------------------------------------
@@ -281,21 +272,17 @@ def run_checks(config_path: Path, now: datetime | None = None) -> Iterator[Check
     yield from _guarded("disk space", lambda: _disk(config))
 
 
+def _run(args: argparse.Namespace) -> int:
+    failed = False
+    for check in run_checks(args.config):
+        print(check.line(), flush=True)
+        failed = failed or check.level == FAIL
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
 def doctor_main(argv: list[str]) -> int:
     """Run ``exchanged doctor``; returns 1 if any check failed."""
-    parser = _Parser(prog=_PROG, description="Check configuration, keys, links and the host.")
+    parser = CommandParser(prog=_PROG, description="Check configuration, keys, links and the host.")
     parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, metavar="CONFIG",
                         help="configuration file (default: %(default)s)")  # fmt: skip
-    try:
-        args = parser.parse_args(argv)
-    except _UsageError as exc:
-        print(f"{_PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    failed = False
-    try:
-        for check in run_checks(args.config):
-            print(check.line(), flush=True)
-            failed = failed or check.level == FAIL
-    except BrokenPipeError:
-        return EXIT_USAGE
-    return EXIT_FAILURE if failed else EXIT_OK
+    return run_command(_PROG, parser, _run, argv)

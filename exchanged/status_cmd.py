@@ -16,15 +16,15 @@ import json
 import os
 import sqlite3
 import stat
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
+from exchanged.commandline import DEFAULT_CONFIG, CommandParser, run_command
 from exchanged.config import Config, load_config
-from exchanged.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ExchangedError, LocalSystemError
+from exchanged.errors import EXIT_OK, ExchangedError, LocalSystemError
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 _PROG: Final = "exchanged status"
-DEFAULT_CONFIG: Final = Path("/etc/exchanged/exchanged.toml")
 WARN_DAYS: Final = 30
 JOURNAL_NAME: Final = "journal.sqlite"
 
@@ -328,42 +327,29 @@ def _print_text(data: dict[str, Any]) -> None:
         print(f"warning: {warning}")
 
 
-class _UsageError(Exception):
-    pass
+def _parser() -> argparse.ArgumentParser:
+    parser = CommandParser(
+        prog=_PROG, description="Queues, receipts, incidents and keys, per partner."
+    )
+    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, metavar="CONFIG",
+                        help="configuration file (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return parser
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    now = datetime.now(UTC)
+    snap = read_snapshot(config, config.state_dir / JOURNAL_NAME, now.timestamp())
+    keys, key_error = _keys_or_error(config, now)
+    data = status_json(config, snap, keys, key_error, now)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        _print_text(data)
+    return EXIT_OK
 
 
 def status_main(argv: list[str]) -> int:
     """Run ``exchanged status``; returns the exit code."""
-    parser = _Parser(prog=_PROG, description="Queues, receipts, incidents and keys, per partner.")
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, metavar="CONFIG",
-                        help="configuration file (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    try:
-        args = parser.parse_args(argv)
-    except _UsageError as exc:
-        print(f"{_PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        config = load_config(args.config)
-        now = datetime.now(UTC)
-        snap = read_snapshot(config, config.state_dir / JOURNAL_NAME, now.timestamp())
-        keys, key_error = _keys_or_error(config, now)
-        data = status_json(config, snap, keys, key_error, now)
-        if args.json:
-            print(json.dumps(data, ensure_ascii=False))
-        else:
-            _print_text(data)
-    except ExchangedError as exc:
-        print(f"{_PROG}: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:
-        return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - an operator gets one line, never a traceback
-        print(f"{_PROG}: unexpected internal error ({type(exc).__name__})", file=sys.stderr)
-        return EXIT_FAILURE
-    return EXIT_OK
+    return run_command(_PROG, _parser(), _run, argv)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from exchanged.adapters.sqlite_tx import write_transaction
 from exchanged.core.disclosure import MIN_KEY_BYTES
 from exchanged.credentials import BSN_HASH_CREDENTIAL, read_credential
 from exchanged.errors import OperatorInputError
@@ -106,27 +107,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE on its own; a savepoint inside a caller's transaction, so a
-    disclosure is committed together with the journal state it belongs to."""
-    if conn.in_transaction:
-        conn.execute("SAVEPOINT disclosure_register")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK TO disclosure_register")
-            conn.execute("RELEASE disclosure_register")
-            raise
-        conn.execute("RELEASE disclosure_register")
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def _transaction(conn: sqlite3.Connection) -> AbstractContextManager[None]:
+    return write_transaction(conn, "disclosure_register")
 
 
 class DisclosureRegister:

@@ -15,11 +15,12 @@ import builtins
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from exchanged.adapters.sqlite_tx import write_transaction
 from exchanged.core import incident_workflow as wf
 from exchanged.core.incident import (
     Incident,
@@ -89,27 +90,8 @@ class ObserveResult:
     mail: bool  # only the first observation of a storm is mailed
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE so the read-then-append of one step cannot interleave with
-    another process; nested inside a caller's transaction it becomes a savepoint."""
-    if conn.in_transaction:
-        conn.execute("SAVEPOINT incident_register")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK TO incident_register")
-            conn.execute("RELEASE incident_register")
-            raise
-        conn.execute("RELEASE incident_register")
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def _transaction(conn: sqlite3.Connection) -> AbstractContextManager[None]:
+    return write_transaction(conn, "incident_register")
 
 
 def _new_id(now: datetime) -> str:
