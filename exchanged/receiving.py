@@ -422,8 +422,11 @@ class Receiver:
         if digest != row["received_sha256"]:
             self._incident(Detection("replayed", partner.id, row["message_id"], "replayed"))
         receipt_id = row["receipt_id"]
-        if receipt_id and (self._spool / f"{receipt_id}.pgp").exists():
-            self._journal.update_outgoing(receipt_id, now=self._clock(), state=OutState.SEALED)
+        receipt = self._journal.outgoing(receipt_id) if receipt_id else None
+        if receipt is not None and (self._spool / f"{receipt_id}.pgp").exists():
+            if receipt["state"] != OutState.SEALED:  # sealed: its upload is still queued
+                step = machine.outgoing(receipt["state"], "resend")
+                self._journal.update_outgoing(receipt_id, now=self._clock(), state=step.state)
             self._enqueue(partner.id, receipt_id)
         path.unlink(missing_ok=True)
 

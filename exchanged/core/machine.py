@@ -4,6 +4,7 @@ Outgoing message (one per export and partner):
 
     detected --minimised--> minimised --sealed--> sealed --uploaded--> uploaded
     detected/minimised --rejected--> rejected                      (terminal)
+    uploaded --resend--> sealed          (a receipt of ours, sent again on a replay)
     sealed/uploaded/overdue --receipt-ok--> receipted              (terminal)
     sealed/uploaded/overdue --receipt-failed--> refused            (terminal)
     uploaded --deadline--> overdue --receipt-ok--> receipted
@@ -91,6 +92,9 @@ _OUT: Final[dict[tuple[OutState, str], Transition]] = {
         OutState.SEALED, (Effect.ARCHIVE_SOURCE, Effect.UPLOAD)
     ),
     (OutState.SEALED, "uploaded"): Transition(OutState.UPLOADED, (Effect.AWAIT_RECEIPT,)),
+    # A receipt is sent again, byte for byte, when its message arrives again (replay,
+    # or a sender that lost the first one); receipts are not receipted, so that is all.
+    (OutState.UPLOADED, "resend"): Transition(OutState.SEALED, (Effect.UPLOAD,)),
     # The receipt can overtake the journal write that follows a successful upload.
     (OutState.SEALED, "receipt-ok"): Transition(OutState.RECEIPTED, (Effect.RELEASE_SPOOL,)),
     (OutState.SEALED, "receipt-failed"): Transition(OutState.REFUSED, (Effect.RAISE_INCIDENT,)),
