@@ -42,6 +42,15 @@ tamper: setup
 faults: setup
 	$(BIN)/python -m exchanged.faults_main
 
+# Performance against the gpg+sftp script baselines (issue: benchmarks). Not a CI gate;
+# its last line is one JSON object with the figures. bench-smoke runs it at tiny sizes
+# and is part of the test suite, so the harness cannot rot.
+bench: setup
+	$(BIN)/python bench/run.py
+
+bench-smoke: setup
+	$(BIN)/python bench/run.py --smoke
+
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not integration and not slow"
 
