@@ -9,7 +9,6 @@ stayed the same for ``settle_seconds``.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import grp
 import hashlib
 import os
@@ -34,12 +33,15 @@ __all__ = [
 ]
 
 ARCHIVE_FOLDERS: Final = frozenset({"sent", "rejected"})
-_IGNORED: Final = ("*.part", "*.tmp", "~$*", "*.rejected.txt")
+# Names never taken: "*.part", "*.tmp", "*.rejected.txt", "~$*" and dot-files. Plain
+# prefix and suffix tests, not fnmatch: every pass of the service lists every folder.
+_IGNORED_PREFIXES: Final = (".", "~$")
+_IGNORED_SUFFIXES: Final = (".part", ".tmp", ".rejected.txt")
 
 
 def is_ignored_name(name: str) -> bool:
     """Dot-files, partial downloads, temp files and Excel lock files are never taken."""
-    return name.startswith(".") or any(fnmatch.fnmatch(name, p) for p in _IGNORED)
+    return name.startswith(_IGNORED_PREFIXES) or name.endswith(_IGNORED_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,10 @@ def list_candidates(folder: Path) -> list[Candidate]:
     for entry in entries:
         if is_ignored_name(entry.name):
             continue
-        info = entry.stat(follow_symlinks=False)
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # gone since the listing (taken and archived, removed by an operator)
         if stat.S_ISLNK(info.st_mode):
             found.append(Candidate(Path(entry.path), 0, info.st_mtime_ns, symlink=True))
         elif stat.S_ISREG(info.st_mode):
@@ -101,6 +106,15 @@ class SettleTracker:
     def pending(self) -> int:
         """Files still settling: the main loop looks again soon while there are any."""
         return len(self._settling)
+
+    def next_ready_in(self, now: float) -> float | None:
+        """Seconds until the first settling file has been still long enough, if it does
+        not change meanwhile; None when no file is settling. The caller looks again
+        then, instead of polling at a fixed step."""
+        started = [self._seen[path][2] for path in self._settling if path in self._seen]
+        if not started:
+            return None
+        return max(0.0, min(started) + self._settle - now)
 
     def prune(self, present: set[Path]) -> None:
         for path in list(self._seen):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +36,8 @@ from exchanged.rejection_report import render_rejection_report
 __all__ = ["Sender"]
 
 _PROGRESS_ROWS = 20_000
+# Keyed BSN hashes are read back from their spool file this many at a time.
+_HASH_BATCH = 10_000
 _SEALED_OR_LATER = frozenset(
     {OutState.SEALED, OutState.UPLOADED, OutState.OVERDUE, OutState.RECEIPTED, OutState.REFUSED}
 )
@@ -50,11 +52,39 @@ class _Group:
     category: str
     plaintext: Path
     handle: IO[str]
+    # Keyed BSN hashes for the disclosure register, each with the row it came from (for
+    # the rejection report when a subject's processing has ended): "<hash> <row>" lines
+    # in a spool file, so memory stays flat however large the export.
+    hashes: Path
+    hash_handle: IO[str] | None
     count: int = 0
-    # Keyed BSN hashes for the disclosure register, with the row each came from (for
-    # the rejection report when a subject's processing has ended).
-    hashes: list[str] = field(default_factory=list)
-    rows: list[int] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.hash_handle is not None:
+            self.hash_handle.close()
+            self.hash_handle = None
+
+
+def _hash_lines(path: Path) -> Iterator[tuple[str, int]]:
+    """(keyed BSN hash, row number) pairs from a group's hash file, streamed."""
+    if not path.exists():
+        return
+    with path.open(encoding="ascii") as handle:
+        for line in handle:
+            digest, _, row = line.partition(" ")
+            yield digest, int(row)
+
+
+def _batches(pairs: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
+    batch: list[tuple[str, int]] = []
+    for pair in pairs:
+        batch.append(pair)
+        if len(batch) == _HASH_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class Sender:
@@ -133,15 +163,18 @@ class Sender:
         ]
         with self._journal.transaction():
             for group, (digest, size) in sealed:
+                disclosed = (h for h, _row in _hash_lines(group.hashes))
                 self._mark_sealed(group.message_id.value, group.partner, digest, size,
                                   what=group.category, count=group.count,
-                                  disclosed=group.hashes)  # fmt: skip
+                                  disclosed=disclosed)  # fmt: skip
+        for group in groups.values():
+            group.hashes.unlink(missing_ok=True)
         self._archive(path, outbox, [g.message_id.value for g in groups.values()], "sent")
         for group in groups.values():
             self._enqueue(group.partner, group.message_id.value)
 
     def send_envelope(
-        self, partner: str, kind: str, body: Mapping[str, Any], *, disclosed: Sequence[str] = ()
+        self, partner: str, kind: str, body: Mapping[str, Any], *, disclosed: Iterable[str] = ()
     ) -> str:
         """Seal and queue a small message (an incident notice, a withdrawal) through the
         same journaled path as an export; return its message id. ``disclosed``: the
@@ -188,15 +221,19 @@ class Sender:
                     record = checker.check(number, row)
                     if record is not None:
                         self._write(groups, record, outbox, path, key, row_number=number)
+                for group in groups.values():  # complete the hash files before reading them
+                    if group.hash_handle is not None:
+                        group.hash_handle.close()
+                        group.hash_handle = None
                 verdict = self._refuse_ended(groups, checker.finish())
         except BaseException:
             for group in groups.values():
-                group.handle.close()
+                group.close()
                 self._discard(group.message_id.value, rejected=True)
             raise
         for group in groups.values():
             group.handle.write(envelope.export_tail(group.count))
-            group.handle.close()
+            group.close()
         return groups, verdict
 
     def _write(
@@ -233,31 +270,37 @@ class Sender:
                 created_at=_utc(self._clock()),
             )
             handle.write(envelope.export_head(header, record.category))
-            group = _Group(message_id, partner, record.category, plaintext, handle)
+            hashes = self._spool / f"{message_id.value}.hashes"
+            hash_handle = hashes.open("w", encoding="ascii")
+            hashes.chmod(0o600)
+            group = _Group(
+                message_id, partner, record.category, plaintext, handle, hashes, hash_handle
+            )
             groups[(partner, record.category)] = group
         group.handle.write(envelope.export_record(record, first=group.count == 0))
         group.count += 1
-        if self._hash_key is not None:
-            group.hashes.append(bsn_hash(self._hash_key, record.fields["bsn"]))
-            group.rows.append(row_number)
+        if self._hash_key is not None and group.hash_handle is not None:
+            digest = bsn_hash(self._hash_key, record.fields["bsn"])
+            group.hash_handle.write(f"{digest} {row_number}\n")
 
     def _refuse_ended(self, groups: dict[tuple[str, str], _Group], verdict: Verdict) -> Verdict:
         """A subject whose processing ended is never sent again until an operator
         re-opens it: the export is rejected and the report names the rows."""
-        if self._register is None:
+        register = self._register
+        if register is None:
             return verdict
-        ended = self._register.ended_among(h for g in groups.values() for h in g.hashes)
-        if not ended:
+        errors: list[RowError] = []
+        for group in groups.values():
+            for batch in _batches(_hash_lines(group.hashes)):
+                ended = register.ended_among(digest for digest, _row in batch)
+                errors.extend(
+                    RowError(row, "bsn", "processing-ended")
+                    for digest, row in batch
+                    if digest in ended
+                )
+        if not errors:
             return verdict
-        errors = sorted(
-            (
-                RowError(row, "bsn", "processing-ended")
-                for group in groups.values()
-                for row, digest in zip(group.rows, group.hashes, strict=True)
-                if digest in ended
-            ),
-            key=lambda e: e.row,
-        )
+        errors.sort(key=lambda e: e.row)
         return replace(
             verdict,
             errors=(*verdict.errors, *errors),
@@ -272,7 +315,7 @@ class Sender:
         *,
         what: str,
         count: int,
-        disclosed: Sequence[str] = (),
+        disclosed: Iterable[str] = (),
         kind: str = "export",
     ) -> None:
         digest, size = self._seal_file(message_id, partner, plaintext)
@@ -295,7 +338,7 @@ class Sender:
         *,
         what: str,
         count: int,
-        disclosed: Sequence[str] = (),
+        disclosed: Iterable[str] = (),
         kind: str = "export",
     ) -> None:
         # Sealed and disclosed in one transaction: the register never lacks a message
@@ -304,7 +347,7 @@ class Sender:
             self._journal.update_outgoing(
                 message_id, now=self._clock(), state=OutState.SEALED, sha256=digest, size=size
             )
-            if self._register is not None and disclosed:
+            if self._register is not None:
                 category = what if kind in ("export", "correction") else None
                 self._register.record(
                     "sent", partner, category, message_id, disclosed, self._clock(), kind=kind
@@ -329,7 +372,7 @@ class Sender:
         return dropped
 
     def _discard(self, message_id: str, *, rejected: bool) -> None:
-        for suffix in (".json", ".pgp"):
+        for suffix in (".json", ".hashes", ".pgp"):
             with contextlib.suppress(FileNotFoundError):
                 (self._spool / f"{message_id}{suffix}").unlink()
         if rejected:

@@ -47,7 +47,8 @@ from exchanged.sending import Sender
 __all__ = ["Service"]
 
 _IDLE_WAIT_SECONDS = 5.0
-_SETTLING_WAIT_SECONDS = 0.1
+# While files settle the loop wakes when the first may be ready, but not more often.
+_SETTLING_WAIT_SECONDS = 0.01
 _LOCAL_RETRY_SECONDS = 30.0
 _TICK_SECONDS = 1.0
 # An incoming file that fails this often in an unexpected way (a bug, not an outage)
@@ -191,7 +192,10 @@ class Service:
         idle = min(_IDLE_WAIT_SECONDS, self.config.limits.rescan_seconds)
         try:
             while not self._stop.is_set():
-                wait = _SETTLING_WAIT_SECONDS if self._settle.pending() else idle
+                settling = self._settle.next_ready_in(self._clock())
+                wait = idle
+                if settling is not None:
+                    wait = min(idle, max(_SETTLING_WAIT_SECONDS, settling))
                 self._wake.wait(timeout=wait)
                 self._wake.clear()
                 self._cycle()

@@ -138,10 +138,12 @@ class DisclosureRegister:
         like every effect). Returns the number of rows added."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}")
-        rows = [
+        # A generator, not a list: executemany streams it, so a message of a million
+        # records is registered without holding a million rows in memory.
+        rows = (
             (_checked_hash(h), partner, direction, kind, category, message_id, at)
             for h in bsn_hashes
-        ]
+        )
         with self._lock, _transaction(self._conn):
             before = self._conn.total_changes
             self._conn.executemany(

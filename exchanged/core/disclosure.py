@@ -10,7 +10,6 @@ while the party itself can still find a subject by hashing the number it is aske
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -79,7 +78,7 @@ def bsn_hash(key: bytes, bsn: str) -> str:
     digits = normalise_bsn(bsn)
     if digits is None:
         raise ValueError("not a valid BSN")
-    return hmac.new(key, digits.encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, digits.encode("ascii"), "sha256").hex()
 
 
 # -- withdrawal --------------------------------------------------------------------

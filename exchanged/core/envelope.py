@@ -145,8 +145,12 @@ def export_head(header: Header, category: str) -> str:
     return json.dumps(head, ensure_ascii=False)[:-1] + ', "records": ['
 
 
+# One encoder for every record: json.dumps with options builds a new one per call.
+_RECORD_ENCODER: Final = json.JSONEncoder(ensure_ascii=False)
+
+
 def export_record(record: Record, *, first: bool) -> str:
-    return ("" if first else ",") + json.dumps(dict(record.fields), ensure_ascii=False)
+    return ("" if first else ",") + _RECORD_ENCODER.encode(dict(record.fields))
 
 
 def export_tail(record_count: int) -> str:

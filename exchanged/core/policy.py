@@ -7,9 +7,11 @@ Interface used by the service (stable)::
         record = checker.check(n, row)      # Record, or None (error, blank, skipped)
     verdict = checker.finish()
 
-Streaming: only the set of BSNs seen (for duplicates) and a bounded error list grow
-with the file. Columns outside the category's allow-list are never read: their values
-cannot reach a record, a log or an error. Errors hold row, column and code only.
+Streaming: nothing grows with the file. BSNs seen (for duplicates) are one bit each
+in pages made on first use (at most 12.5 MB, a few KB for a small export); the error
+list and the per-field memo of checked values are bounded. Columns outside the
+category's allow-list are never read: their values cannot reach a record, a log or an
+error. Errors hold row, column and code only.
 """
 
 from __future__ import annotations
@@ -42,6 +44,46 @@ __all__ = [
 
 # The dates a child's age is measured on, in order of preference.
 _REFERENCE_DATES = ("startdatum_verzuim", "datum_toekenning_vrijstelling")
+
+# Checked values are remembered per field (exports repeat places, schools, dates and
+# names): at most this many per field, so the memo's size does not grow with the file.
+_MEMO_PER_FIELD = 4096
+# Field kinds whose values are unique per row: remembering them would only cost memory.
+_UNIQUE_KINDS = frozenset({"bsn"})
+# Seen BSNs: one bit each (the first eight digits decide the ninth), 4096 to a page.
+_PAGE_BITS = 4096
+
+# One planned column of a category: (field, column, label, suffix column, required,
+# memo of checked values or None).
+_Slot = tuple[str, int, str, "int | None", bool, "dict[str, tuple[str | None, str | None]] | None"]
+
+
+class _SeenBsns:
+    """The BSNs of one export seen so far, for the duplicate check, in bounded memory:
+    one bit per BSN in 512-byte pages made on first use (at most 12.5 MB however large
+    the export). Anything that is not a nine-digit number goes to a plain set."""
+
+    __slots__ = ("_other", "_pages")
+
+    def __init__(self) -> None:
+        self._pages: dict[int, bytearray] = {}
+        self._other: set[str] = set()
+
+    def add(self, bsn: str) -> bool:
+        """Remember ``bsn``; True when it was seen before."""
+        if len(bsn) != 9 or not bsn.isascii() or not bsn.isdigit():
+            seen = bsn in self._other
+            self._other.add(bsn)
+            return seen
+        page_number, offset = divmod(int(bsn) // 10, _PAGE_BITS)
+        page = self._pages.get(page_number)
+        if page is None:
+            page = self._pages[page_number] = bytearray(_PAGE_BITS // 8)
+        index, bit = offset >> 3, 1 << (offset & 7)
+        if page[index] & bit:
+            return True
+        page[index] |= bit
+        return False
 
 
 def _label(header: Sequence[str], index: int) -> str:
@@ -93,7 +135,8 @@ class RecordChecker:
         self._error_count = 0
         self._skipped: list[RowError] = []
         self._count = 0
-        self._seen: set[str] = set()
+        self._seen = _SeenBsns()
+        self._plans: dict[str, tuple[_Slot, ...]] = {}
         self._routes: Counter[str] = Counter()
         self._columns: dict[str, int] = {}  # canonical field -> column index
         self._suffixes: dict[str, int] = {}  # canonical field -> suffix column index
@@ -159,6 +202,8 @@ class RecordChecker:
 
     def _row_category(self, row_number: int, row: Sequence[str]) -> str | None:
         raw = _cell(row, self._category_column).strip()
+        if not raw and self._fixed_category is not None:
+            return self._fixed_category  # the common case: no category column
         label = _label(self._header, self._category_column or 0)
         named = None
         if raw:
@@ -183,7 +228,7 @@ class RecordChecker:
 
     def check(self, row_number: int, row: Sequence[str]) -> Record | None:
         """Check one data row (1-based); return its minimised record, or None."""
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():
             return None  # blank lines between or after the data are not records
         category = self._row_category(row_number, row)
         if category is None:
@@ -215,31 +260,57 @@ class RecordChecker:
             self._routes[route] += 1
         return Record(category=category, fields=values, route=route)
 
+    def _plan(self, category: str) -> tuple[_Slot, ...]:
+        """The allowed columns of ``category`` in header order, with what checking each
+        needs, worked out once per export instead of once per row."""
+        plan = self._plans.get(category)
+        if plan is None:
+            allowed = self._policy.allowed[category]
+            required = self._policy.required[category]
+            plan = tuple(
+                (
+                    field, index, _label(self._header, index), self._suffixes.get(field),
+                    field in required,
+                    None if self._policy.kinds.get(field) in _UNIQUE_KINDS else {},
+                )
+                for field, index in self._columns.items()
+                # never read: a dropped column's value goes nowhere
+                if field in allowed
+            )  # fmt: skip
+            self._plans[category] = plan
+        return plan
+
     def _read_values(
         self, row_number: int, row: Sequence[str], category: str
     ) -> tuple[dict[str, str], list[RowError]]:
         """Read, check and normalise the allowed fields of one row, and only those."""
-        allowed = self._policy.allowed[category]
-        required = self._policy.required[category]
+        policy = self._policy
         today = self._today or date.max
         errors: list[RowError] = []
         values: dict[str, str] = {}
-        for field, index in self._columns.items():
-            if field not in allowed:
-                continue  # never read: a dropped column's value goes nowhere
-            label = _label(self._header, index)
-            raw = _cell(row, index).strip()
-            suffix = _cell(row, self._suffixes.get(field)).strip()
-            if suffix and not raw:
-                errors.append(RowError(row_number, label, "huisnummer-invalid"))
-                continue
-            if suffix:
-                raw = f"{raw} {suffix}"
+        width = len(row)
+        for field, index, label, suffix_index, required, memo in self._plan(category):
+            raw = row[index].strip() if index < width else ""
+            if suffix_index is not None and suffix_index < width:
+                suffix = row[suffix_index].strip()
+                if suffix and not raw:
+                    errors.append(RowError(row_number, label, "huisnummer-invalid"))
+                    continue
+                if suffix:
+                    raw = f"{raw} {suffix}"
             if not raw:
-                if field in required:
+                if required:
                     errors.append(RowError(row_number, label, "missing"))
                 continue
-            value, code = check_value(self._policy, field, raw, today)
+            if memo is None:
+                value, code = check_value(policy, field, raw, today)
+            else:
+                checked = memo.get(raw)
+                if checked is None:
+                    checked = check_value(policy, field, raw, today)
+                    if len(memo) < _MEMO_PER_FIELD:
+                        memo[raw] = checked
+                value, code = checked
             if code is not None:
                 errors.append(RowError(row_number, label, code))
             elif value is not None:
@@ -253,10 +324,8 @@ class RecordChecker:
     def _record_checks(self, row_number: int, values: dict[str, str]) -> list[RowError]:
         errors: list[RowError] = []
         bsn = values.get("bsn")
-        if bsn is not None:
-            if bsn in self._seen:
-                errors.append(RowError(row_number, self._field_label("bsn"), "bsn-duplicate"))
-            self._seen.add(bsn)
+        if bsn is not None and self._seen.add(bsn):
+            errors.append(RowError(row_number, self._field_label("bsn"), "bsn-duplicate"))
         born = values.get("geboortedatum")
         if born is not None:
             reference = next((values[f] for f in _REFERENCE_DATES if f in values), None)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 
-from exchanged.core.bsn import bsn_problem, normalise_bsn
+from exchanged.core.bsn import check_bsn
 from exchanged.core.policy_model import Policy, fold_for_terms
 from exchanged.core.text import clean_value, fold_key, normalise_postcode, parse_date
 
@@ -30,8 +30,7 @@ def _printable(value: str) -> bool:
 
 
 def _bsn(policy: Policy, field: str, value: str, today: date) -> Checked:
-    problem = bsn_problem(value)
-    return (None, problem) if problem else (normalise_bsn(value), None)
+    return check_bsn(value)
 
 
 def _name(policy: Policy, field: str, value: str, today: date) -> Checked:
