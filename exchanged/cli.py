@@ -31,6 +31,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    # Until the service installs its graceful handlers, a stop request ends start-up
+    # cleanly (exit 0) instead of killing the process mid-way with SIGTERM's default.
+    def _stop_during_start_up(_signum: int, _frame: object) -> None:
+        raise SystemExit(EXIT_OK)
+
+    signal.signal(signal.SIGTERM, _stop_during_start_up)
     from exchanged.adapters.disclosures import load_hash_key
     from exchanged.adapters.notify import CommandHook, IncidentNotifier, MailNotifier, SmtpSettings
     from exchanged.config import load_config

@@ -67,7 +67,10 @@ def _journal(party: Party, query: str, params: tuple[str, ...] = ()) -> list[tup
     if not path.exists():
         return []
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        return db.execute(query, params).fetchall()
+        try:
+            return db.execute(query, params).fetchall()
+        except sqlite3.OperationalError:  # created, but its tables not yet
+            return []
 
 
 def test_a_file_present_before_start_up_is_sent(workspace: Workspace) -> None:
