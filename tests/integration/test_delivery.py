@@ -348,3 +348,35 @@ def test_a_symlink_on_a_partners_channel_is_quarantined_unread(
     assert not link.is_symlink()
     assert secret.stat().st_atime == atime_before
     assert not any(e.get("event") == "message_uploaded" for e in _events(pw))  # no receipt
+
+
+def test_a_partner_that_over_discloses_is_refused_with_policy_violation(
+    workspace: Workspace, short_tmp: Path
+) -> None:
+    """The receiver re-checks every record: a field outside the category's allow-list
+    (here a phone number and a diagnosis) refuses the whole message, delivers nothing,
+    and the sender learns it from a failed/policy-violation receipt."""
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    message_id = MessageId.new()
+    header = envelope.Header("export", message_id, rbl.id, pw.id, datetime.now(UTC))
+    record = Record(CATEGORY, {"bsn": "111222333", "achternaam": "Jansen",
+                               "telefoon": "0612345678", "diagnose": "ADHD"})  # fmt: skip
+    plaintext = short_tmp / "over.json"
+    plaintext.write_text("".join(envelope.export_chunks(header, CATEGORY, [record])))
+    staged = short_tmp / message_id.wire_name
+    Gpg(rbl.gpg_home, rbl.fingerprint).seal(plaintext, staged, pw.fingerprint)
+    staged.rename(pw.incoming / message_id.wire_name)
+
+    assert _wait(lambda: any(e.get("event") == "message_refused" for e in _events(pw)))
+    refused = next(e for e in _events(pw) if e.get("event") == "message_refused")
+    assert refused["disposition"] == "failed/policy-violation"
+    kinds = [e["kind"] for e in _events(pw) if e.get("event") == "security_incident"]
+    assert kinds == ["partner-policy-violation"]
+    assert not pw.inbox.exists() or not list(pw.inbox.iterdir())  # nothing delivered
+    # The refusal travels back as a signed receipt like any other answer.
+    assert _wait(
+        lambda: any(
+            e.get("event") == "message_uploaded" and e.get("kind") == "receipt" for e in _events(pw)
+        )
+    )
