@@ -10,11 +10,8 @@ the receipt it got the first time.
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import hashlib
-import io
-import json
 import os
 import re
 import sqlite3
@@ -35,6 +32,7 @@ from exchanged.core.machine import InState, OutState
 from exchanged.core.model import MessageId
 from exchanged.core.policy import Policy, recheck_records
 from exchanged.errors import LocalSystemError, PartnerError
+from exchanged.inbox import Inbox
 from exchanged.incidents import Detection
 from exchanged.purge import purge_subject
 
@@ -87,6 +85,7 @@ class Receiver:
         self._on_notice = on_partner_notice
         self._spool = config.state_dir / "spool"
         self._work = config.state_dir / "work"
+        self._inbox = Inbox(config.inbox, file_mode=config.shared_file_mode)
 
     def take(self, path: Path, partner: Partner) -> None:
         wire_id = wire_message_id(path.name)
@@ -250,7 +249,7 @@ class Receiver:
             return self._withdrawal(partner, message)
         if header.kind not in ("export", "correction"):
             # An unknown future kind is delivered as a file, so nothing sent is lost.
-            self._write_notice(partner, message)
+            self._inbox.deliver_notice(partner.id, message)
             return envelope.PROCESSED
         if header.kind == "correction":
             try:
@@ -259,7 +258,6 @@ class Receiver:
                 self._incident(Detection("malformed-message", partner.id,
                                          header.message_id.value, exc.reason))  # fmt: skip
                 return f"failed/{exc.reason}"
-        fields = _field_order(message.records)
         assert message.category is not None  # noqa: S101 -- decode() guarantees it for exports
         verdict = recheck_records(
             self._policy, message.category, message.records,
@@ -276,7 +274,7 @@ class Receiver:
                           "policy-violation", len(message.records))
             )  # fmt: skip
             return "failed/policy-violation"
-        self._write_inbox(partner, message, fields)
+        self._inbox.deliver_records(partner.id, message)
         self._record_received(partner, message, [r["bsn"] for r in message.records])
         return envelope.PROCESSED
 
@@ -305,7 +303,7 @@ class Receiver:
             self._incident(Detection("malformed-message", partner.id, mid, exc.reason))
             return f"failed/{exc.reason}"
         if self._register is None or self._hash_key is None:
-            self._write_notice(partner, message)
+            self._inbox.deliver_notice(partner.id, message)
             return envelope.PROCESSED
         subject = disclosure.bsn_hash(self._hash_key, withdrawal.bsn)
         exchanged_with = {d.partner for d in self._register.subject(subject).disclosures}
@@ -316,7 +314,7 @@ class Receiver:
             self._incident(Detection("partner-policy-violation", partner.id, mid,
                                      "withdrawal-of-unshared-subject"))  # fmt: skip
             return "failed/policy-violation"
-        self._write_notice(partner, message)
+        self._inbox.deliver_notice(partner.id, message)
         now = self._clock()
         with self._journal.transaction():
             self._register.record(
@@ -342,35 +340,6 @@ class Receiver:
                 spool_files=purged.spool_files,
             )  # fmt: skip
         return envelope.PROCESSED
-
-    def _inbox_name(self, partner: Partner, message: envelope.Message, suffix: str) -> Path:
-        header = message.header
-        stamp = header.created_at.strftime("%Y%m%dT%H%M%SZ")
-        what = message.category or header.kind
-        if header.kind == "correction":
-            # Operators must not mistake a correction for a whole new list.
-            what = f"correction-{what}"
-        return self._config.inbox / f"{partner.id}_{what}_{stamp}_{header.message_id.value}{suffix}"
-
-    def _write_inbox(self, partner: Partner, message: envelope.Message, fields: list[str]) -> None:
-        self._config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = self._inbox_name(partner, message, ".csv")
-        with atomic_writer(target, self._config.shared_file_mode) as raw:
-            # UTF-8 with BOM and ';' is what Dutch Excel opens correctly by double-click.
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-            writer = csv.writer(text, delimiter=";")
-            writer.writerow(fields)
-            for record in message.records:
-                writer.writerow([record.get(f, "") for f in fields])
-            text.flush()
-            text.detach()
-
-    def _write_notice(self, partner: Partner, message: envelope.Message) -> None:
-        self._config.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
-        body = {"kind": message.header.kind, **dict(message.body)}
-        target = self._inbox_name(partner, message, ".json")
-        notice = json.dumps(body, ensure_ascii=False, indent=2).encode()
-        write_atomic(target, [notice], self._config.shared_file_mode)
 
     # -- receipts -------------------------------------------------------------------
 
@@ -488,11 +457,3 @@ class Receiver:
             self._send_receipt(partner, row)
         self._journal.update_incoming(row["message_id"], now=self._clock(),
                                       state=InState.ANSWERED)  # fmt: skip
-
-
-def _field_order(records: Sequence[Mapping[str, str]]) -> list[str]:
-    seen: dict[str, None] = {}
-    for record in records:
-        for name in record:
-            seen.setdefault(name, None)
-    return list(seen)
