@@ -9,6 +9,7 @@ expected failure and never personal data.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,6 +81,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     service.install_signal_handlers()
     service.run()
+    if service.reload_requested:
+        # systemctl reload: the new configuration was checked; start over with it in
+        # this same process, as sshd does, so systemd keeps following the main PID.
+        os.execv(sys.executable, [sys.executable, "-m", "exchanged", *sys.argv[1:]])  # noqa: S606
     return EXIT_OK
 
 

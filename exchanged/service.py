@@ -155,6 +155,8 @@ class Service:
         self._next_tick = 0.0
         self._next_metrics = 0.0
         self._next_heartbeat = 0.0
+        self._reload_requested = False
+        self.reload_requested = False  # after run(): re-execute with the new configuration
         self._unexpected: dict[Path, int] = {}
         self._unexpected_now = False
 
@@ -169,7 +171,8 @@ class Service:
             self.request_stop()
 
         def reload(_signum: int, _frame: FrameType | None) -> None:
-            self._log.warning("reload_not_supported", hint="restart the service to reload")
+            self._reload_requested = True
+            self._wake.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -198,10 +201,34 @@ class Service:
                     wait = min(idle, max(_SETTLING_WAIT_SECONDS, settling))
                 self._wake.wait(timeout=wait)
                 self._wake.clear()
+                if self._reload_requested:
+                    self._reload()
+                    continue
                 self._cycle()
                 self._periodic()
         finally:
             self._shutdown()
+
+    def _reload(self) -> None:
+        """SIGHUP: check the configuration on disk; if it is valid, stop cleanly and let
+        the caller re-execute the daemon with it (same PID, so systemd follows; the
+        journal makes the restart lose nothing). An invalid file is refused and the
+        daemon goes on with the configuration it has."""
+        self._reload_requested = False
+        from exchanged.config import load_config
+
+        try:
+            load_config(self.config.path)
+        except ExchangedError as exc:
+            self._log.error(
+                "reload_refused", error=exc.message,
+                hint="still running with the configuration it had; fix the file, reload again",
+            )  # fmt: skip
+            return
+        self._log.info("service_reloading")
+        self._sd.reloading()
+        self.reload_requested = True
+        self.request_stop()
 
     def _periodic(self) -> None:
         """Once a second at most: receipt deadlines, incident reminders, systemd pings."""
