@@ -19,6 +19,8 @@ from exchanged.errors import EXIT_OK, EXIT_USAGE, ExchangedError
 
 __all__ = ["main"]
 
+_NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from exchanged.config import load_config
@@ -40,6 +42,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SystemExit(EXIT_OK)
 
     signal.signal(signal.SIGTERM, _stop_during_start_up)
+    # Kept before the notifier takes them out of the environment (so gpg does not
+    # inherit them): a reload re-executes this process and must still reach systemd.
+    notify_env = {k: os.environ[k] for k in _NOTIFY_VARIABLES if k in os.environ}
     from exchanged.adapters.disclosures import load_hash_key
     from exchanged.adapters.notify import CommandHook, IncidentNotifier, MailNotifier, SmtpSettings
     from exchanged.config import load_config
@@ -80,11 +85,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         bsn_hash_key=load_hash_key(),
     )
     service.install_signal_handlers()
+    # A reload that re-executed us blocked SIGHUP across the exec (its default action
+    # would end the process); now that the handler is in place, let it through.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     service.run()
-    if service.reload_requested:
+    if service.reload_requested and not service.stop_signalled:
         # systemctl reload: the new configuration was checked; start over with it in
         # this same process, as sshd does, so systemd keeps following the main PID.
-        os.execv(sys.executable, [sys.executable, "-m", "exchanged", *sys.argv[1:]])  # noqa: S606
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        os.execve(sys.executable, sys.orig_argv, {**os.environ, **notify_env})  # noqa: S606
     return EXIT_OK
 
 

@@ -157,6 +157,7 @@ class Service:
         self._next_heartbeat = 0.0
         self._reload_requested = False
         self.reload_requested = False  # after run(): re-execute with the new configuration
+        self.stop_signalled = False
         self._unexpected: dict[Path, int] = {}
         self._unexpected_now = False
 
@@ -168,6 +169,7 @@ class Service:
 
     def install_signal_handlers(self) -> None:
         def stop(_signum: int, _frame: FrameType | None) -> None:
+            self.stop_signalled = True  # wins over a reload in progress: no re-exec
             self.request_stop()
 
         def reload(_signum: int, _frame: FrameType | None) -> None:
@@ -193,6 +195,9 @@ class Service:
         # Every pass lists all folders (cheap), so the periodic rescan that covers lost
         # inotify events and network file systems is simply a bounded wait.
         idle = min(_IDLE_WAIT_SECONDS, self.config.limits.rescan_seconds)
+        ping = self._sd.watchdog_interval()
+        if ping is not None:  # an idle loop still feeds the watchdog in time
+            idle = min(idle, ping)
         try:
             while not self._stop.is_set():
                 settling = self._settle.next_ready_in(self._clock())
@@ -215,10 +220,16 @@ class Service:
         journal makes the restart lose nothing). An invalid file is refused and the
         daemon goes on with the configuration it has."""
         self._reload_requested = False
+        from exchanged.adapters.disclosures import load_hash_key
         from exchanged.config import load_config
+        from exchanged.policyfile import load_policy
 
         try:
-            load_config(self.config.path)
+            # Everything the new process needs before it can run; a failure here would
+            # otherwise stop the daemon with no way back but a restart loop.
+            new = load_config(self.config.path)
+            load_policy(new.policy_file)
+            load_hash_key()
         except ExchangedError as exc:
             self._log.error(
                 "reload_refused", error=exc.message,
@@ -309,7 +320,8 @@ class Service:
                                          "no-receipt", row["record_count"]))  # fmt: skip
 
     def _shutdown(self) -> None:
-        self._sd.stopping()
+        if not self.reload_requested or self.stop_signalled:
+            self._sd.stopping()  # not on a reload: systemd waits for READY=1 instead
         self._log.info("service_stopping")
         self._stop.set()
         for link in self._links.values():
