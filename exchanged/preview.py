@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import tomllib
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 
 from exchanged.commandline import CommandParser, run_command
@@ -79,15 +79,19 @@ def verdict_json(verdict: Verdict) -> dict[str, object]:
     return out
 
 
-def check_export(path: Path, policy: Policy, category: str | None) -> Verdict:
-    """Run one export through the policy exactly as the daemon would; nothing is sent."""
+def check_export(
+    path: Path, policy: Policy, category: str | None, *, routed: bool = True
+) -> Verdict:
+    """Run one export through the policy as the daemon would (today in UTC, routing only
+    for a routed outbox); nothing is sent. Whether a subject's processing has ended is
+    known only to the daemon's register, so that check comes when it is taken."""
     from exchanged.adapters.readers import open_table
     from exchanged.core.policy import RecordChecker
 
     with open_table(path) as table:
         checker = RecordChecker(
-            policy, table.header, category=category, today=date.today(),
-            routing=policy.routing or None,
+            policy, table.header, category=category, today=datetime.now(UTC).date(),
+            routing=(policy.routing or None) if routed else None,
         )  # fmt: skip
         for number, row in enumerate(table.rows, start=1):
             checker.check(number, row)

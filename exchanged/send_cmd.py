@@ -10,6 +10,7 @@ it. The original is left where it was.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from exchanged.commandline import DEFAULT_CONFIG, CommandParser, run_command
 from exchanged.config import CATEGORY_FROM_COLUMN, CATEGORY_FROM_SUBFOLDER, Outbox, load_config
 from exchanged.core.model import CATEGORIES
 from exchanged.errors import EXIT_OK, EXIT_REJECTED, OperatorInputError
+from exchanged.outbox import is_ignored_name
 
 __all__ = ["send_main"]
 
@@ -51,6 +53,32 @@ def _destination(outbox: Outbox, category: str | None) -> tuple[Path, str | None
     return outbox.path, outbox.category
 
 
+def _place(source: Path, folder: Path) -> Path:
+    """Copy ``source`` into ``folder`` the way the daemon wants files to arrive: under a
+    dot-name it ignores, complete and fsynced, then renamed into place under a name
+    that is not taken. The temporary file is created with mode
+    0660 and no chmod afterwards: in an outbox with a default ACL a chmod would narrow
+    the ACL mask and lock the daemon out of the file."""
+    temporary = folder / f".{source.name}.{os.getpid()}.part"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o660)
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as data:
+            shutil.copyfileobj(data, out)
+            out.flush()
+            os.fsync(out.fileno())
+        # Not os.link: for a moment the file would have two names, and the daemon
+        # refuses hard links in an outbox (rightly). A rename to a free name instead.
+        target = folder / source.name
+        counter = 1
+        while target.exists():
+            target = folder / f"{source.stem}.{counter}{source.suffix}"
+            counter += 1
+        temporary.rename(target)
+        return target
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _run(args: argparse.Namespace) -> int:
     from exchanged.policyfile import load_policy
     from exchanged.preview import check_export
@@ -64,23 +92,23 @@ def _run(args: argparse.Namespace) -> int:
         known = ", ".join(sorted({o.partner for o in config.outboxes if o.partner})) or "none"
         raise OperatorInputError(f"no outbox sends to {args.to!r} (outboxes send to: {known})")
     folder, category = _destination(outbox, args.category)
-    verdict = check_export(args.file, load_policy(config.policy_file), category)
+    verdict = check_export(
+        args.file, load_policy(config.policy_file), category, routed=outbox.route is not None
+    )
     if not verdict.accepted:
         print(f"{_PROG}: refused by the policy; nothing was queued", flush=True)
         print("\n".join(error_lines(verdict.errors)))
         return EXIT_REJECTED
+    if is_ignored_name(args.file.name):
+        raise OperatorInputError(
+            "the daemon ignores files named like this (dot-files, *.part, *.tmp, ~$*); "
+            "rename the file first"
+        )
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target = folder / args.file.name
-    counter = 1
-    while target.exists():
-        target = folder / f"{args.file.stem}.{counter}{args.file.suffix}"
-        counter += 1
-    temporary = folder / f".{target.name}.part"  # ignored by the daemon until renamed
-    shutil.copyfile(args.file, temporary)
-    temporary.chmod(0o600)
-    temporary.rename(target)
+    target = _place(args.file, folder)
     print(
-        f"queued for {args.to}: {verdict.records} record(s), {verdict.category}; the daemon "
+        f"queued for {args.to} as {target.name}: {verdict.records} record(s), "
+        f"{verdict.category}; the daemon "
         "sends it and waits for the receipt (see exchanged status)"
     )
     return EXIT_OK

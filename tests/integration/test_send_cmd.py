@@ -40,10 +40,21 @@ def test_send_queues_a_file_that_the_daemon_delivers(
 
     assert main(["send", str(export), "--to", "passendwijs", "--category", "langdurig-verzuim",
                  "-c", config]) == 0  # fmt: skip
-    assert "queued for passendwijs: 4 record(s)" in capsys.readouterr().out
+    assert "queued for passendwijs as eenmalig.csv: 4 record(s)" in capsys.readouterr().out
     assert workspace.wait_for({"rbl": 1}, timeout=30)
     assert export.exists()  # the operator's original stays where it was
     assert len(list(pw.inbox.glob("*langdurig-verzuim*.csv"))) == 1
+
+
+def test_send_refuses_a_name_the_daemon_would_ignore(
+    workspace: Workspace, short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header, rows = synthetic_rows(seeded_rng(23), "absoluut-verzuim", 1)
+    export = _write(short_tmp / "lijst.tmp", header, rows)
+    code = main(["send", str(export), "--to", "passendwijs", "--category", "absoluut-verzuim",
+                 "-c", str(workspace["rbl"].config_path)])  # fmt: skip
+    assert code == 2
+    assert "rename the file first" in capsys.readouterr().err
 
 
 def test_send_refuses_what_the_policy_refuses_and_queues_nothing(
