@@ -17,7 +17,7 @@ from typing import Any
 
 from exchanged.adapters.files import ensure_private_dir
 from exchanged.adapters.journal import Journal
-from exchanged.adapters.sftp import HostKeyMismatch, SftpLink
+from exchanged.adapters.sftp import HostKeyMismatch, RemoteOperationError, SftpLink
 from exchanged.config import Partner
 from exchanged.core import machine
 from exchanged.core.machine import OutState
@@ -70,6 +70,7 @@ class PartnerLink(threading.Thread):
         self._queued: set[str] = set()
         self._wake = threading.Condition()
         self._failures = 0
+        self._timed_out = False
         self._rng = random.Random()  # noqa: S311 -- jitter, not a secret
         self._next_poll = 0.0
         self.last_success: float | None = None
@@ -122,6 +123,7 @@ class PartnerLink(threading.Thread):
         self._link.abort()
 
     def _transfer_timed_out(self) -> None:
+        self._timed_out = True
         self._log.warning("transfer_deadline_passed", deadline_s=self._deadline)
         self._link.abort()
 
@@ -156,11 +158,15 @@ class PartnerLink(threading.Thread):
             "link_failed", error=error, error_type=type(exc).__name__,
             attempt=self._failures, retry_in_s=round(delay, 2), backlog=self.backlog(),
         )  # fmt: skip
-        with self._wake:
-            # The message that failed goes to the back: if the trouble is that message
-            # (a remote quota, a transfer that always times out), the others still go.
-            if len(self._queue) > 1:
-                self._queue.rotate(-1)
+        if isinstance(exc, RemoteOperationError) or self._timed_out:
+            with self._wake:
+                # The trouble is this message (a remote quota, a transfer that always
+                # times out): it goes to the back so the others still go. Not when the
+                # link itself is down: then order is kept, so a withdrawal never
+                # overtakes the export it withdraws.
+                if len(self._queue) > 1:
+                    self._queue.rotate(-1)
+        self._timed_out = False
         self._stopping.wait(delay)
 
     # -- jobs -----------------------------------------------------------------------

@@ -407,7 +407,10 @@ class Service:
         seen: set[Path] = set()
         for partner in self.config.partners.values():
             # Symlinks too: the receiver opens nothing through them and quarantines them.
-            for candidate in list_candidates(self._channel(partner)):
+            # Oldest first: a partner's withdrawal must not be taken before the export it
+            # withdraws when several files wait on the channel (after an outage).
+            channel = sorted(list_candidates(self._channel(partner)), key=lambda c: c.mtime_ns)
+            for candidate in channel:
                 seen.add(candidate.path)
                 take = functools.partial(self._receiver.take, candidate.path, partner)
                 self._attempt(candidate.path, take, now)

@@ -36,6 +36,7 @@ __all__ = [
     "InvalidHostKey",
     "LinkError",
     "RemoteFile",
+    "RemoteOperationError",
     "SftpLink",
     "probe",
 ]
@@ -66,6 +67,11 @@ class ClientKeyError(LocalSystemError):
 
 class LinkError(PartnerError):
     """The SFTP link to a partner failed: unreachable, refused, or an I/O error."""
+
+
+class RemoteOperationError(LinkError):
+    """The link is fine but this one operation failed on the server (a quota, a
+    permission, a missing folder): trying other files may still succeed."""
 
 
 class HostKeyMismatch(PartnerError):
@@ -429,7 +435,7 @@ class SftpLink:
                     # a healthy connection; a timeout leaves replies out of step, and a
                     # dead transport is dead: both mean start over.
                     if conn.alive and not isinstance(exc, TimeoutError | EOFError):
-                        raise LinkError(
+                        raise RemoteOperationError(
                             f"SFTP server {self._endpoint.address}: {what} failed: {_reason(exc)}"
                         ) from exc
                     self._drop()
