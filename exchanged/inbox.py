@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from exchanged.adapters.files import atomic_writer, write_atomic
+from exchanged.adapters.files import atomic_writer, ensure_private_dir, write_atomic
 from exchanged.core import envelope
 
 __all__ = ["Inbox"]
@@ -46,7 +46,8 @@ class Inbox:
         return target
 
     def _name(self, partner: str, message: envelope.Message, suffix: str) -> Path:
-        self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Readable files in a folder the group can enter, when they are shared.
+        ensure_private_dir(self._folder, 0o750 if self._mode & 0o040 else 0o700)
         header = message.header
         stamp = header.created_at.strftime("%Y%m%dT%H%M%SZ")
         what = message.category or header.kind

@@ -18,6 +18,7 @@ import csv
 import io
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -281,7 +282,9 @@ def _rewrite_without(path: Path, bsn: str) -> tuple[int, bool]:
         return removed, True
     buffer = io.StringIO()
     csv.writer(buffer, delimiter=";").writerows(kept)
-    write_atomic(path, [buffer.getvalue().encode("utf-8-sig")])
+    # Operators who could read the file (share_with_operators) still can; nobody else.
+    mode = 0o640 if path.stat().st_mode & stat.S_IRGRP else 0o600
+    write_atomic(path, [buffer.getvalue().encode("utf-8-sig")], mode)
     return removed, False
 
 

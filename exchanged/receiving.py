@@ -440,20 +440,22 @@ class Receiver:
 
     def abandon(self, path: Path, partner: Partner) -> None:
         """Give up on a file that keeps failing in an unexpected way (a bug, not a
-        local outage): quarantine it and, if it was journaled, answer the sender with
-        failed/unexpected-processing-error so it is not left waiting for a receipt."""
+        local outage): answer the sender with failed/unexpected-processing-error, so it
+        is not left waiting for a receipt, then quarantine the file. Journal first, as
+        everywhere: a crash half-way is finished by the next attempt."""
         wire_id = wire_message_id(path.name)
-        self._quarantine(path, partner, "processing-failed-repeatedly")
         row = self._journal.incoming(wire_id) if wire_id else None
-        if row is None or row["state"] != InState.RECEIVED:
-            return
-        self._journal.update_incoming(
-            row["message_id"], now=self._clock(), state=InState.REFUSED,
-            disposition="failed/unexpected-processing-error",
-        )  # fmt: skip
-        row = self._journal.incoming(row["message_id"])
-        assert row is not None  # noqa: S101 -- just updated
-        if row["kind"] != "receipt":
-            self._send_receipt(partner, row)
-        self._journal.update_incoming(row["message_id"], now=self._clock(),
-                                      state=InState.ANSWERED)  # fmt: skip
+        if row is not None and row["partner"] == partner.id:
+            if row["state"] == InState.RECEIVED:
+                self._journal.update_incoming(
+                    row["message_id"], now=self._clock(), state=InState.REFUSED,
+                    disposition="failed/unexpected-processing-error",
+                )  # fmt: skip
+                row = self._journal.incoming(row["message_id"])
+                assert row is not None  # noqa: S101 -- just updated
+            if row["state"] in (InState.DELIVERED, InState.REFUSED):
+                if row["kind"] != "receipt":
+                    self._send_receipt(partner, row)
+                self._journal.update_incoming(row["message_id"], now=self._clock(),
+                                              state=InState.ANSWERED)  # fmt: skip
+        self._quarantine(path, partner, "processing-failed-repeatedly")

@@ -29,7 +29,7 @@ from exchanged.core.disclosure import bsn_hash
 from exchanged.core.machine import OutState
 from exchanged.core.model import MessageId, Record
 from exchanged.core.policy import Policy, PolicyInputError, RecordChecker, RowError, Verdict
-from exchanged.errors import OperatorInputError
+from exchanged.errors import LocalSystemError, OperatorInputError
 from exchanged.outbox import opened_export
 from exchanged.rejection_report import render_rejection_report
 
@@ -69,7 +69,8 @@ class _Group:
 def _hash_lines(path: Path) -> Iterator[tuple[str, int]]:
     """(keyed BSN hash, row number) pairs from a group's hash file, streamed."""
     if not path.exists():
-        return
+        # Never register "no disclosures" for a message that carried records.
+        raise LocalSystemError(f"the disclosure list {path.name} of a sealed message is gone")
     with path.open(encoding="ascii") as handle:
         for line in handle:
             digest, _, row = line.partition(" ")
@@ -129,6 +130,8 @@ class Sender:
         if any(row["state"] in _SEALED_OR_LATER for row in previous):
             # A crash after sealing, before archiving: finish the job, send nothing new.
             self._log.info("export_resumed", message_ids=[r["message_id"] for r in previous])
+            for row in previous:  # sealed and registered before the crash: not needed now
+                (self._spool / f"{row['message_id']}.hashes").unlink(missing_ok=True)
             self._archive(path, outbox, [r["message_id"] for r in previous], "sent")
             for row in previous:
                 if row["state"] == OutState.SEALED:
@@ -358,13 +361,17 @@ class Sender:
         )  # fmt: skip
 
     def sweep_abandoned(self, *, older_than: float) -> int:
-        """Drop notices, withdrawals and corrections that never got sealed because the
-        process making them was killed (their plaintext would otherwise stay in the
-        spool). Exports are left alone: their outbox file restarts them."""
+        """Drop messages that never got sealed and never will: notices, withdrawals and
+        corrections whose maker was killed, and exports whose outbox file is gone
+        (their plaintext would otherwise stay in the spool). An export whose file is
+        still there is left alone: taking the file again restarts it."""
         cutoff = self._clock() - older_than
         dropped = 0
         for row in self._journal.outgoing_in([OutState.DETECTED, OutState.MINIMISED]):
-            if row["kind"] != "export" and row["updated_at"] < cutoff:
+            if row["updated_at"] >= cutoff:
+                continue
+            source = row["source_path"]
+            if row["kind"] != "export" or not source or not Path(source).exists():
                 self._discard(row["message_id"], rejected=False)
                 dropped += 1
         if dropped:

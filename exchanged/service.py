@@ -386,6 +386,9 @@ class Service:
             for row in self.journal.outgoing_in([OutState.DETECTED, OutState.MINIMISED])
         }
         temporary += [p for p in self._spool.glob("*.json") if p.stem not in live]
+        # Disclosure lists of messages no longer being minimised (sealed and registered,
+        # or dropped): keyed hashes only, but kept nowhere else for a reason.
+        temporary += [p for p in self._spool.glob("*.hashes") if p.stem not in live]
         for path in temporary:
             if path.is_file():
                 path.unlink(missing_ok=True)

@@ -29,7 +29,11 @@ _CHUNK = 1 << 20
 
 
 def ensure_private_dir(path: Path, mode: int = 0o700) -> Path:
-    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    """Create ``path`` (and parents) with ``mode`` set explicitly: the service's
+    UMask=0077 would otherwise turn a shared 0750 into 0700."""
+    if not path.is_dir():
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+        path.chmod(mode)
     return path
 
 

@@ -48,6 +48,9 @@ _REFERENCE_DATES = ("startdatum_verzuim", "datum_toekenning_vrijstelling")
 # Checked values are remembered per field (exports repeat places, schools, dates and
 # names): at most this many per field, so the memo's size does not grow with the file.
 _MEMO_PER_FIELD = 4096
+# Only short values are remembered, so the memo stays small (4096 x 256 characters per
+# field at most) even for an export full of over-long text.
+_MEMO_MAX_LENGTH = 256
 # Field kinds whose values are unique per row: remembering them would only cost memory.
 _UNIQUE_KINDS = frozenset({"bsn"})
 # Seen BSNs: one bit each (the first eight digits decide the ninth), 4096 to a page.
@@ -308,7 +311,7 @@ class RecordChecker:
                 checked = memo.get(raw)
                 if checked is None:
                     checked = check_value(policy, field, raw, today)
-                    if len(memo) < _MEMO_PER_FIELD:
+                    if len(memo) < _MEMO_PER_FIELD and len(raw) <= _MEMO_MAX_LENGTH:
                         memo[raw] = checked
                 value, code = checked
             if code is not None:

@@ -199,6 +199,7 @@ def test_purge_subject_erases_one_child_from_the_inbox_and_spool(tmp_path: Path)
                    f"bsn;achternaam\r\n{gone};Kempers\r\n{stays};Smeenk\r\n")  # fmt: skip
     alone = _file(inbox / _inbox_name("langdurig-verzuim"), 1, f"bsn;achternaam\r\n{gone};K\r\n")
     other = _file(inbox / _inbox_name("vrijstelling-5a"), 1, f"bsn;achternaam\r\n{stays};S\r\n")
+    shared.chmod(0o600)  # as the daemon writes it
     carried, kept = MessageId.new().value, MessageId.new().value
     _file(spool / f"{carried}.pgp", 1)
     _file(spool / f"{kept}.pgp", 1)

@@ -1,5 +1,6 @@
 """A notice or correction whose maker was killed before sealing is swept away, with its
-plaintext; an export in the same state is left for its outbox file to restart."""
+plaintext, and so is an export whose outbox file is gone; an export whose file is still
+there is left for that file to restart."""
 
 from __future__ import annotations
 
@@ -32,20 +33,27 @@ def test_abandoned_non_exports_are_swept_with_their_plaintext(tmp_path: Path) ->
         config, journal, gpg=None, policy=None, clock=lambda: now[0], log=log,  # type: ignore[arg-type]
         enqueue_upload=lambda _p, _m: None,
     )  # fmt: skip
-    ids = {
-        "withdrawal": "00000000-0000-4000-8000-000000000001",
-        "export": "00000000-0000-4000-8000-000000000002",
+    present = tmp_path / "outbox" / "lijst.csv"
+    present.parent.mkdir()
+    present.write_text("BSN\n")
+    rows = {
+        "withdrawal": ("00000000-0000-4000-8000-000000000001", "withdrawal", None),
+        "export": ("00000000-0000-4000-8000-000000000002", "export", present),
+        "orphan": ("00000000-0000-4000-8000-000000000003", "export", tmp_path / "gone.csv"),
     }
-    for kind, message_id in ids.items():
+    for message_id, kind, source in rows.values():
         journal.add_outgoing(message_id, "passendwijs", kind=kind, state=OutState.MINIMISED,
-                             now=now[0])  # fmt: skip
+                             now=now[0], source_path=str(source) if source else None)  # fmt: skip
         (spool / f"{message_id}.json").write_text("{}")
 
     assert sender.sweep_abandoned(older_than=600) == 0  # too recent: a command may be running
     now[0] += 601
-    assert sender.sweep_abandoned(older_than=600) == 1
-    assert journal.outgoing(ids["withdrawal"]) is None
-    assert not (spool / f"{ids['withdrawal']}.json").exists()
-    assert journal.outgoing(ids["export"]) is not None
-    assert (spool / f"{ids['export']}.json").exists()
+    assert sender.sweep_abandoned(older_than=600) == 2
+    for name in ("withdrawal", "orphan"):
+        message_id = rows[name][0]
+        assert journal.outgoing(message_id) is None
+        assert not (spool / f"{message_id}.json").exists()
+    kept = rows["export"][0]
+    assert journal.outgoing(kept) is not None
+    assert (spool / f"{kept}.json").exists()
     assert log.events == ["abandoned_messages_dropped"]
