@@ -34,7 +34,7 @@ from exchanged.core.policy import Policy, recheck_records
 from exchanged.errors import LocalSystemError, PartnerError
 from exchanged.inbox import Inbox
 from exchanged.incidents import Detection
-from exchanged.purge import purge_subject
+from exchanged.withdrawals import Withdrawals
 
 __all__ = ["Receiver", "wire_message_id"]
 
@@ -86,6 +86,14 @@ class Receiver:
         self._spool = config.state_dir / "spool"
         self._work = config.state_dir / "work"
         self._inbox = Inbox(config.inbox, file_mode=config.shared_file_mode)
+        self._withdrawal = (
+            Withdrawals(
+                config, journal, register, bsn_hash_key, self._inbox, clock=clock, log=log,
+                raise_incident=raise_incident,
+            ).apply
+            if register is not None and bsn_hash_key is not None
+            else self._notice_only
+        )  # fmt: skip
 
     def take(self, path: Path, partner: Partner) -> None:
         wire_id = wire_message_id(path.name)
@@ -246,7 +254,7 @@ class Receiver:
                 return "failed/malformed"
             return envelope.PROCESSED
         if header.kind == "withdrawal":
-            return self._withdrawal(partner, message)
+            return self._withdrawal(partner.id, message)
         if header.kind not in ("export", "correction"):
             # An unknown future kind is delivered as a file, so nothing sent is lost.
             self._inbox.deliver_notice(partner.id, message)
@@ -292,53 +300,9 @@ class Receiver:
             kind=message.header.kind,
         )  # fmt: skip
 
-    def _withdrawal(self, partner: Partner, message: envelope.Message) -> str:
-        """AVG art. 19: the partner ended processing of a subject it sent us. Deliver
-        the notice to the operator, end processing here too, and purge our copies
-        when the ground requires it. Every step is idempotent, for replays."""
-        mid = message.header.message_id.value
-        try:
-            withdrawal = disclosure.parse_withdrawal(message.body)
-        except envelope.EnvelopeError as exc:
-            self._incident(Detection("malformed-message", partner.id, mid, exc.reason))
-            return f"failed/{exc.reason}"
-        if self._register is None or self._hash_key is None:
-            self._inbox.deliver_notice(partner.id, message)
-            return envelope.PROCESSED
-        subject = disclosure.bsn_hash(self._hash_key, withdrawal.bsn)
-        exchanged_with = {d.partner for d in self._register.subject(subject).disclosures}
-        if partner.id not in exchanged_with:
-            # A partner may only end what it shared with us; otherwise it would stop our
-            # processing (and purge our copies) of a child it has nothing to do with,
-            # and it disclosed a BSN it had no business sending.
-            self._incident(Detection("partner-policy-violation", partner.id, mid,
-                                     "withdrawal-of-unshared-subject"))  # fmt: skip
-            return "failed/policy-violation"
-        self._inbox.deliver_notice(partner.id, message)
-        now = self._clock()
-        with self._journal.transaction():
-            self._register.record(
-                "received", partner.id, None, mid, [subject], now, kind="withdrawal"
-            )
-            self._register.end_processing(
-                subject, withdrawal.ground.value, now, ended_by=partner.id
-            )
-        if withdrawal.ground.purges:
-            # Only ciphertext whose receipt arrived: an unreceipted message is still
-            # ours to deliver (or to prove lost), so its copy stays until then.
-            carried = [
-                m for m in self._register.messages_for(subject, "sent")
-                if (row := self._journal.outgoing(m)) is not None
-                and row["state"] == OutState.RECEIPTED
-            ]  # fmt: skip
-            purged = purge_subject(self._config.inbox, self._spool, withdrawal.bsn, carried)
-            self._log.info(
-                "subject_purged", partner=partner.id, message_id=mid,
-                ground=withdrawal.ground.value, inbox_rows=purged.inbox_rows,
-                inbox_files_rewritten=purged.inbox_files_rewritten,
-                inbox_files_removed=purged.inbox_files_removed,
-                spool_files=purged.spool_files,
-            )  # fmt: skip
+    def _notice_only(self, partner: str, message: envelope.Message) -> str:
+        """Without a disclosure register there is nothing to end or purge here."""
+        self._inbox.deliver_notice(partner, message)
         return envelope.PROCESSED
 
     # -- receipts -------------------------------------------------------------------
