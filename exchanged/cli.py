@@ -66,7 +66,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notifiers.append(
             MailNotifier(
                 SmtpSettings(
-                    host=mail.host, port=mail.port, security=mail.security,  # type: ignore[arg-type]
+                    host=mail.host, port=mail.port, security=mail.security,
                     from_addr=mail.from_addr, to_addrs=mail.to_addrs, username=mail.username,
                     password=read_credential(SMTP_CREDENTIAL, required=mail.username is not None),
                 )
@@ -93,7 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # systemctl reload: the new configuration was checked; start over with it in
         # this same process, as sshd does, so systemd keeps following the main PID.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-        os.execve(sys.executable, sys.orig_argv, {**os.environ, **notify_env})  # noqa: S606
+        os.execve(sys.executable, sys.orig_argv, {**os.environ, **notify_env})  # noqa: S606 -- our own argv
     return EXIT_OK
 
 

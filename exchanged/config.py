@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from exchanged.core.model import CATEGORIES, Fingerprint, PartyId
 from exchanged.errors import ConfigError
@@ -99,7 +99,7 @@ class MailSettings:
 
     host: str
     port: int
-    security: str
+    security: Literal["starttls", "tls", "none"]
     from_addr: str
     to_addrs: tuple[str, ...]
     username: str | None
@@ -253,13 +253,14 @@ def _mail(top: TomlTable) -> MailSettings:
     security = table.text("security", "starttls")
     if security not in ("starttls", "tls", "none"):
         raise table.error("security", "must be one of starttls, tls, none")
+    security_mode: Literal["starttls", "tls", "none"] = security
     recipients = table.strings("to", required=True)
     if not all("@" in r for r in recipients):
         raise table.error("to", "must be a non-empty list of e-mail addresses")
     settings = MailSettings(
         host=table.text("host"),
         port=table.integer("port", 587),
-        security=security,
+        security=security_mode,
         from_addr=table.text("from"),
         to_addrs=tuple(recipients),
         username=table.optional_str("username"),

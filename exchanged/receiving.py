@@ -159,7 +159,7 @@ class Receiver:
         if row["state"] == InState.RECEIVED:
             self._open_and_deliver(snapshot, partner, wire_id, digest, size)
             row = self._journal.incoming(wire_id)
-            assert row is not None  # noqa: S101
+            assert row is not None  # noqa: S101 -- just written under the journal lock
         if row["state"] in (InState.DELIVERED, InState.REFUSED) and row["kind"] != "receipt":
             self._send_receipt(partner, row)
         self._journal.update_incoming(wire_id, now=self._clock(), state=InState.ANSWERED)

@@ -474,7 +474,7 @@ class _Run:
     def incoming_state(self, party: Party, message_id: str) -> str | None:
         rows = self.journal_rows(
             party,
-            f"SELECT state FROM incoming WHERE message_id = '{message_id}'",  # noqa: S608
+            f"SELECT state FROM incoming WHERE message_id = '{message_id}'",  # noqa: S608 -- ids are our own UUIDs
         )
         return str(rows[0][0]) if rows else None
 
@@ -491,7 +491,7 @@ class _Run:
                 return False
             rows = self.journal_rows(
                 self.workspace[crafted.sender],
-                f"SELECT state FROM outgoing WHERE message_id = '{crafted.message_id}'",  # noqa: S608
+                f"SELECT state FROM outgoing WHERE message_id = '{crafted.message_id}'",  # noqa: S608 -- ids are our own UUIDs
             )
             if not rows or rows[0][0] not in ("receipted", "refused"):
                 return False
@@ -592,13 +592,13 @@ class _Run:
         """Receiver: disposition and deliveries; sender: the receipt it got back."""
         rows = self.journal_rows(
             self.workspace[crafted.receiver],
-            "SELECT disposition FROM incoming WHERE message_id = "  # noqa: S608
+            "SELECT disposition FROM incoming WHERE message_id = "  # noqa: S608 -- ids are our own UUIDs
             f"'{crafted.message_id}'",
         )
         disposition = str(rows[0][0]) if rows else None
         rows = self.journal_rows(
             self.workspace[crafted.sender],
-            f"SELECT state FROM outgoing WHERE message_id = '{crafted.message_id}'",  # noqa: S608
+            f"SELECT state FROM outgoing WHERE message_id = '{crafted.message_id}'",  # noqa: S608 -- ids are our own UUIDs
         )
         sender_state = str(rows[0][0]) if rows else None
         replay = crafted.what == "replayed"

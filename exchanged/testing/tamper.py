@@ -471,7 +471,7 @@ def open_bench(root: Path, *, seed: int = 20251203, start: bool = True) -> Itera
         mallory, eve = _prepare_keys(root, workspace)
         for party in workspace.parties.values():
             add_mail_config(party, mail.port)
-        bench = Bench(workspace, mail, mallory, eve, random.Random(seed))  # noqa: S311
+        bench = Bench(workspace, mail, mallory, eve, random.Random(seed))  # noqa: S311 -- reproducible attack data
         if start:
             for party in workspace.parties.values():
                 bench.start(party)
