@@ -155,7 +155,7 @@ class Service:
         self._next_tick = 0.0
         self._next_metrics = 0.0
         self._next_heartbeat = 0.0
-        self._reload_requested = False
+        self._hup_pending = False
         self.reload_requested = False  # after run(): re-execute with the new configuration
         self.stop_signalled = False
         self._unexpected: dict[Path, int] = {}
@@ -173,7 +173,7 @@ class Service:
             self.request_stop()
 
         def reload(_signum: int, _frame: FrameType | None) -> None:
-            self._reload_requested = True
+            self._hup_pending = True
             self._wake.set()
 
         signal.signal(signal.SIGTERM, stop)
@@ -206,7 +206,7 @@ class Service:
                     wait = min(idle, max(_SETTLING_WAIT_SECONDS, settling))
                 self._wake.wait(timeout=wait)
                 self._wake.clear()
-                if self._reload_requested:
+                if self._hup_pending:
                     self._reload()
                     continue
                 self._cycle()
@@ -219,7 +219,7 @@ class Service:
         the caller re-execute the daemon with it (same PID, so systemd follows; the
         journal makes the restart lose nothing). An invalid file is refused and the
         daemon goes on with the configuration it has."""
-        self._reload_requested = False
+        self._hup_pending = False
         from exchanged.adapters.disclosures import load_hash_key
         from exchanged.config import load_config
         from exchanged.policyfile import load_policy
