@@ -46,9 +46,10 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, mode: int = 0o600, *, durable: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that appears at ``path`` only if the block succeeds, with
-    ``mode`` (0600 unless operators are meant to read it: 0640)."""
+    ``mode`` (0600 unless operators are meant to read it: 0640). ``durable=False``
+    skips the fsyncs, for working copies that are remade after a crash anyway."""
     temp = path.with_name(f".{path.name}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
@@ -56,13 +57,15 @@ def atomic_writer(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fchmod(handle.fileno(), mode)  # explicit: the umask must not decide this
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         temp.replace(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def write_atomic(path: Path, chunks: Iterable[bytes], mode: int = 0o600) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Final, Literal
 
 import gnupg
 
+from exchanged.adapters.files import fsync_dir
 from exchanged.core.model import Fingerprint
 from exchanged.errors import LocalSystemError, OperatorInputError
 
@@ -212,7 +213,7 @@ class Gpg:
             if result.ok and result.returncode == 0 and "SIG_CREATED" in keys:
                 _fsync_file(tmp)
                 tmp.replace(out)
-                _fsync_dir(out.parent)
+                fsync_dir(out.parent)
                 problem = None
             else:
                 problem = self._seal_problem(events, recipient_fpr, result.returncode)
@@ -245,9 +246,9 @@ class Gpg:
                 raise OpenError(local)
             verdict = _verdict(events, result)
             if verdict.failure is None:
-                _fsync_file(tmp)
+                # No fsync: the plaintext is a working file, read and deleted at once;
+                # after a crash the message is simply opened again from its ciphertext.
                 tmp.replace(out)
-                _fsync_dir(out.parent)
             # Only now: an exception above must still take the clean-up path below.
             opened = verdict
         finally:
@@ -439,14 +440,6 @@ def _reserve(out: Path) -> Path:
 
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
