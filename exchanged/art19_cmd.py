@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from exchanged.core.model import Record
     from exchanged.core.policy import RowError, Verdict
     from exchanged.purge import SubjectPurge
+    from exchanged.sending import Sender
 
 __all__ = ["correct_main", "reopen_main", "withdraw_main"]
 
@@ -237,12 +238,12 @@ def _run_correct(args: argparse.Namespace) -> int:
             return _refuse(prog, "correction refused", errors, len(errors))
         category = verdict.category
         assert category is not None  # noqa: S101 -- an accepted verdict has its category
-        gpg = _gpg(ctx.config)
+        sender = _sender(ctx)
         sent: list[tuple[str, str, int]] = []
         for partner, items in sorted(per_partner.items()):
-            message_id = _seal_correction(
-                ctx, gpg, partner, category=category,
-                records=[r for r, _ in items], hashes=[h for _, h in items],
+            message_id = sender.send_records(
+                partner, "correction", category, [r for r, _ in items],
+                disclosed=[h for _, h in items],
             )  # fmt: skip
             sent.append((partner, message_id, len(items)))
     print(
@@ -254,61 +255,17 @@ def _run_correct(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _seal_correction(
-    ctx: _Context,
-    gpg: Gpg,
-    partner: str,
-    *,
-    category: str,
-    records: list[Record],
-    hashes: list[str],
-) -> str:
-    """The send path's steps (sending.Sender.send_envelope) for a record-carrying
-    message: journal first, plaintext, seal, then ``sealed`` and the register rows in
-    one transaction. A failure before ``sealed`` leaves nothing behind."""
-    from exchanged.adapters.files import sha256_file, write_atomic
-    from exchanged.core import envelope
-    from exchanged.core.disclosure import correction_chunks
-    from exchanged.core.machine import OutState
-    from exchanged.core.model import MessageId
+def _sender(ctx: _Context) -> Sender:
+    """The daemon's send path, used from this process: it seals into the daemon's
+    journal and spool, and the running daemon uploads what it finds sealed."""
+    from exchanged.policyfile import load_policy
+    from exchanged.sending import Sender
 
-    config, journal = ctx.config, ctx.journal
-    spool = config.state_dir / "spool"
-    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-    message_id = MessageId.new()
-    mid = message_id.value
-    now = time.time()
-    journal.add_outgoing(
-        mid, partner, kind="correction", state=OutState.DETECTED, now=now, category=category
-    )
-    plaintext = spool / f"{mid}.json"
-    ciphertext = spool / message_id.wire_name
-    try:
-        header = envelope.Header(
-            "correction", message_id, config.party, partner, datetime.fromtimestamp(now, UTC)
-        )
-        write_atomic(
-            plaintext, (c.encode("utf-8") for c in correction_chunks(header, category, records))
-        )
-        journal.update_outgoing(
-            mid, now=time.time(), state=OutState.MINIMISED, record_count=len(records)
-        )
-        gpg.seal(plaintext, ciphertext, config.partners[partner].fingerprint)
-        plaintext.unlink()
-        digest, size = sha256_file(ciphertext)
-        with journal.transaction():
-            journal.update_outgoing(
-                mid, now=time.time(), state=OutState.SEALED, sha256=digest, size=size
-            )
-            ctx.register.record(
-                "sent", partner, category, mid, hashes, time.time(), kind="correction"
-            )
-    except BaseException:
-        for path in (plaintext, ciphertext):
-            path.unlink(missing_ok=True)
-        journal.forget_outgoing(mid)
-        raise
-    return mid
+    return Sender(
+        ctx.config, ctx.journal, _gpg(ctx.config), load_policy(ctx.config.policy_file),
+        clock=time.time, log=_QuietLog(), enqueue_upload=_ignore_enqueue,
+        register=ctx.register, bsn_hash_key=ctx.key,
+    )  # fmt: skip
 
 
 def correct_main(argv: list[str]) -> int:
@@ -357,9 +314,7 @@ def _already_told(report: SubjectReport, ground: str) -> set[str]:
 def _run_withdraw(args: argparse.Namespace) -> int:
     from exchanged.core.disclosure import Ground, bsn_hash, withdrawal_body
     from exchanged.core.machine import OutState
-    from exchanged.policyfile import load_policy
     from exchanged.purge import purge_subject
-    from exchanged.sending import Sender
 
     bsn = read_bsn(args.bsn)
     ground = Ground(args.ground)
@@ -376,11 +331,7 @@ def _run_withdraw(args: argparse.Namespace) -> int:
             )
         sent: list[tuple[str, str]] = []
         if partners:
-            sender = Sender(
-                ctx.config, ctx.journal, _gpg(ctx.config), load_policy(ctx.config.policy_file),
-                clock=time.time, log=_QuietLog(), enqueue_upload=_ignore_enqueue,
-                register=ctx.register, bsn_hash_key=ctx.key,
-            )  # fmt: skip
+            sender = _sender(ctx)
             body = withdrawal_body(bsn, ground.value, datetime.now(UTC).date())
             for partner in partners:
                 mid = sender.send_envelope(partner, "withdrawal", body, disclosed=[subject])

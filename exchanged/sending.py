@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,19 +182,62 @@ class Sender:
         """Seal and queue a small message (an incident notice, a withdrawal) through the
         same journaled path as an export; return its message id. ``disclosed``: the
         keyed BSN hashes the message carries (a withdrawal's subject)."""
+        return self._send(
+            partner, kind, lambda header: [envelope.encode_message(header, body)],
+            what=kind, count=0, disclosed=disclosed,
+        )  # fmt: skip
+
+    def send_records(
+        self,
+        partner: str,
+        kind: str,
+        category: str,
+        records: Sequence[Record],
+        *,
+        disclosed: Iterable[str],
+    ) -> str:
+        """Seal and queue a record-carrying message that is not an outbox export (a
+        correction); the records come from the policy engine like an export's."""
+        return self._send(
+            partner, kind,
+            lambda header: (c.encode() for c in envelope.export_chunks(header, category, records)),
+            what=category, count=len(records), disclosed=disclosed,
+        )  # fmt: skip
+
+    def _send(
+        self,
+        partner: str,
+        kind: str,
+        encode: Callable[[envelope.Header], Iterable[bytes]],
+        *,
+        what: str,
+        count: int,
+        disclosed: Iterable[str],
+    ) -> str:
+        """Journal first, then plaintext, seal, and ``sealed`` with the register rows in
+        one transaction; queue the upload. A failure before ``sealed`` leaves nothing:
+        no row, no plaintext, no ciphertext."""
         message_id = MessageId.new()
         now = self._clock()
+        category = what if kind in ("export", "correction") else None
         self._journal.add_outgoing(
-            message_id.value, partner, kind=kind, state=OutState.DETECTED, now=now
-        )
-        header = envelope.Header(kind, message_id, self._config.party, partner, _utc(now))
-        self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-        plaintext = self._spool / f"{message_id.value}.json"
-        write_atomic(plaintext, [envelope.encode_message(header, body)])
-        self._journal.update_outgoing(message_id.value, now=now, state=OutState.MINIMISED,
-                                      record_count=0)  # fmt: skip
-        self._seal(message_id.value, partner, plaintext, what=kind, count=0,
-                   disclosed=disclosed, kind=kind)  # fmt: skip
+            message_id.value, partner, kind=kind, state=OutState.DETECTED, now=now,
+            category=category,
+        )  # fmt: skip
+        try:
+            header = envelope.Header(kind, message_id, self._config.party, partner, _utc(now))
+            self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+            plaintext = self._spool / f"{message_id.value}.json"
+            write_atomic(plaintext, encode(header))
+            self._journal.update_outgoing(message_id.value, now=now, state=OutState.MINIMISED,
+                                          record_count=count)  # fmt: skip
+            self._seal(message_id.value, partner, plaintext, what=what, count=count,
+                       disclosed=disclosed, kind=kind)  # fmt: skip
+        except BaseException:
+            row = self._journal.outgoing(message_id.value)
+            if row is None or row["state"] in (OutState.DETECTED, OutState.MINIMISED):
+                self._discard(message_id.value, rejected=False)
+            raise
         self._enqueue(partner, message_id.value)
         return message_id.value
 

@@ -11,16 +11,14 @@ while the party itself can still find a subject by hashing the number it is aske
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any, Final
 
-from exchanged.core import envelope
 from exchanged.core.bsn import normalise_bsn
-from exchanged.core.envelope import EnvelopeError, Header, Message
-from exchanged.core.model import Record
+from exchanged.core.envelope import EnvelopeError, Message
 
 __all__ = [
     "MIN_KEY_BYTES",
@@ -28,7 +26,6 @@ __all__ = [
     "Ground",
     "Withdrawal",
     "bsn_hash",
-    "correction_chunks",
     "parse_correction",
     "parse_withdrawal",
     "withdrawal_body",
@@ -149,14 +146,6 @@ class Correction:
 
     def __repr__(self) -> str:
         return f"Correction(category={self.category!r}, records={len(self.records)})"
-
-
-def correction_chunks(header: Header, category: str, records: Iterable[Record]) -> Iterator[str]:
-    """The correction envelope as text chunks; records come from the policy engine,
-    exactly like an export's, so a correction can never carry more than an export."""
-    if header.kind != "correction":
-        raise ValueError("a correction envelope has kind 'correction'")
-    return envelope.export_chunks(header, category, records)
 
 
 def parse_correction(message: Message) -> Correction:
