@@ -12,13 +12,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
 from exchanged.adapters.files import atomic_writer, ensure_private_dir, write_atomic
 from exchanged.core import envelope
+from exchanged.core.model import MESSAGE_ID_PATTERN, PARTY_ID_PATTERN
 
-__all__ = ["Inbox"]
+__all__ = ["INBOX_NAME", "Inbox"]
+
+# What _name writes, for those who read the inbox back (purge, reconcile): partner,
+# kind or category, UTC time, message id.
+INBOX_NAME: Final = re.compile(
+    rf"^(?P<partner>{PARTY_ID_PATTERN})_(?P<what>[a-z0-9-]+)_(?P<stamp>\d{{8}}T\d{{6}}Z)_"
+    rf"(?P<mid>{MESSAGE_ID_PATTERN})\.(?P<ext>csv|json)$"
+)
 
 
 class Inbox:

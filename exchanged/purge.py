@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from exchanged.core.model import MESSAGE_ID_PATTERN
 from exchanged.errors import EXIT_OK
+from exchanged.inbox import INBOX_NAME
 
 if TYPE_CHECKING:
     from exchanged.config import Config
@@ -35,11 +37,7 @@ __all__ = ["PurgeCounts", "Retention", "SubjectPurge", "purge", "purge_main", "p
 
 _PROG = "exchanged purge"
 _DAY: Final = 86400.0
-_INBOX_NAME: Final = re.compile(
-    r"^[a-z][a-z0-9-]{1,31}_[a-z0-9-]+_\d{8}T\d{6}Z_"
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.(csv|json)$"
-)
-_WIRE_NAME: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_WIRE_NAME: Final = re.compile(rf"^{MESSAGE_ID_PATTERN}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +234,7 @@ def purge(
         return now - days * _DAY
 
     spool = state_dir / "spool"
-    inbox_files = _remove(_old_files(inbox, cutoff(retention.inbox_days), _INBOX_NAME), dry_run)
+    inbox_files = _remove(_old_files(inbox, cutoff(retention.inbox_days), INBOX_NAME), dry_run)
     sent_files = sum(
         _remove(_old_files(folder, cutoff(retention.sent_days), None), dry_run)
         for folder in sent_dirs
@@ -297,7 +295,7 @@ def purge_subject(inbox: Path, spool: Path, bsn: str, message_ids: Iterable[str]
     and the inbox window removes it like any delivered file."""
     rows = rewritten = files_removed = 0
     for path in sorted(inbox.glob("*.csv")) if inbox.is_dir() else ():
-        if not _INBOX_NAME.match(path.name):
+        if not INBOX_NAME.match(path.name):
             continue
         count, gone = _rewrite_without(path, bsn)
         rows += count

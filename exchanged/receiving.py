@@ -29,7 +29,7 @@ from exchanged.adapters.journal import Journal
 from exchanged.config import Config, Partner
 from exchanged.core import disclosure, envelope, machine
 from exchanged.core.machine import InState, OutState
-from exchanged.core.model import MessageId
+from exchanged.core.model import MESSAGE_ID_PATTERN, MessageId
 from exchanged.core.policy import Policy, recheck_records
 from exchanged.errors import LocalSystemError, PartnerError
 from exchanged.inbox import Inbox
@@ -43,9 +43,7 @@ class _NotARegularFile(Exception):
     """A symlink, folder or device on a partner's channel: never opened."""
 
 
-_WIRE_NAME: Final = re.compile(
-    r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.pgp$"
-)
+_WIRE_NAME: Final = re.compile(rf"^({MESSAGE_ID_PATTERN})\.pgp$")
 _AWAITING: Final = (OutState.SEALED, OutState.UPLOADED, OutState.OVERDUE)
 
 

@@ -21,7 +21,6 @@ import argparse
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from exchanged.commandline import DEFAULT_CONFIG, CommandParser, open_journal, run_command
 from exchanged.core.reconcile import Entry, Reconciliation, Row, Status, reconcile
 from exchanged.errors import EXIT_OK, OperatorInputError
+from exchanged.inbox import INBOX_NAME
 
 if TYPE_CHECKING:
     from exchanged.adapters.journal import Journal
@@ -41,10 +41,6 @@ __all__ = ["build_report", "reconcile_main", "write_report"]
 
 _PROG = "exchanged reconcile"
 FORMATS: Final = ("csv", "xlsx", "json")
-_INBOX_NAME: Final = re.compile(
-    r"^(?P<partner>[a-z][a-z0-9-]{1,31})_(?P<what>[a-z0-9-]+)_(?P<stamp>\d{8}T\d{6}Z)_"
-    r"(?P<mid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(?P<ext>csv|json)$"
-)
 _CORRECTION: Final = "correction-"
 _ROW_FIELDS: Final = ("status", "bsn", "our_category", "their_category", "woonplaats",
                       "municipality")  # fmt: skip
@@ -174,7 +170,7 @@ def _inbox_files(
     """
     found = []
     for path in inbox.iterdir() if inbox.is_dir() else ():
-        match = _INBOX_NAME.match(path.name)
+        match = INBOX_NAME.match(path.name)
         if match and match["partner"] == partner and match["stamp"] <= until:
             found.append((match, path))
     kinds = _kinds(journal, [m["mid"] for m, _ in found])

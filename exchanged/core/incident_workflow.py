@@ -20,6 +20,7 @@ from exchanged.core.incident import (
     Status,
     can_transition,
 )
+from exchanged.core.model import MESSAGE_ID_PATTERN
 from exchanged.errors import OperatorInputError
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 # Free text goes into the register, mails and the AP form: refuse what looks like a BSN.
 _NINE_DIGITS = re.compile(r"(?<!\d)\d{9}(?!\d)")
 # Message ids are random UUIDs whose hex groups can hold nine digits in a row.
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = re.compile(MESSAGE_ID_PATTERN)
 
 
 class IncidentInputError(OperatorInputError):

@@ -11,9 +11,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 __all__ = [
     "CATEGORIES",
+    "MESSAGE_ID_PATTERN",
+    "PARTY_ID_PATTERN",
     "Category",
     "Fingerprint",
     "MessageId",
@@ -21,7 +24,10 @@ __all__ = [
     "Record",
 ]
 
-_PARTY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+PARTY_ID_PATTERN: Final = r"[a-z][a-z0-9-]{1,31}"
+# A message id as it appears on the wire and in file names: a canonical lower-case UUID.
+MESSAGE_ID_PATTERN: Final = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_PARTY_RE = re.compile(rf"^{PARTY_ID_PATTERN}$")
 _FPR_RE = re.compile(r"^[0-9A-F]{40}$")
 
 

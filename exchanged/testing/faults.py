@@ -48,7 +48,7 @@ from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.journal import Journal
 from exchanged.core import envelope
 from exchanged.core.machine import OutState
-from exchanged.core.model import CATEGORIES, MessageId, Record
+from exchanged.core.model import CATEGORIES, MESSAGE_ID_PATTERN, MessageId, Record
 from exchanged.core.policy import RecordChecker
 from exchanged.demo import drop_export
 from exchanged.policyfile import load_policy
@@ -58,7 +58,7 @@ from exchanged.testing.workspace import Party, Workspace, build_workspace
 
 __all__ = ["FaultPlan", "FaultResult", "run_faults"]
 
-_INBOX_NAME = re.compile(r"_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.csv$")
+_INBOX_NAME = re.compile(rf"_({MESSAGE_ID_PATTERN})\.csv$")
 _TICK = 0.1
 _PROGRESS_SECONDS = 15.0
 _FAR_FUTURE = float("inf")
