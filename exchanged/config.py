@@ -11,13 +11,12 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Final, Literal
 
 from exchanged.core.model import CATEGORIES, Fingerprint, PartyId
 from exchanged.errors import ConfigError
-from exchanged.purge import Retention
 from exchanged.tomltable import TomlTable
 
 __all__ = [
@@ -30,6 +29,7 @@ __all__ = [
     "Organisation",
     "Outbox",
     "Partner",
+    "Retention",
     "SftpSettings",
     "load_config",
 ]
@@ -81,6 +81,52 @@ class Limits:
     max_skew_seconds: float = 300.0
     retry_cap_seconds: float = 300.0
     transfer_deadline_seconds: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Retention windows in days. The defaults, and why:
+
+    inbox_days (100): delivered partner lists are a transit copy; the operator takes
+        them into case work. One quarter (the covenant's exchange rhythm, at most 92
+        days) plus a week, so last quarter's list still exists when this quarter's
+        exchange is late and ``reconcile`` needs it.
+    sent_days (100): the operator's original exports in ``outbox/*/sent/`` hold
+        columns that were never sent; kept only as long as ``reconcile`` uses them as
+        "our list", for the same reason and period as the inbox.
+    spool_days (30): sealed ciphertext after its receipt. The signed receipt proves
+        delivery; the ciphertext is only useful to settle a dispute about what was
+        sent, which surfaces within weeks. Measured from the receipt (from the upload
+        for our own receipts, which are never receipted).
+    journal_days (365): journal metadata of finished messages (ids, states, digests,
+        counts; no personal data): one annual accountability cycle. Must exceed the
+        message age limit, or an old message id could be replayed unnoticed.
+    disclosures_days (730): the disclosure register (hashes only) answers art. 15
+        questions "to whom was my data disclosed"; two years spans a thuiszitter case
+        and a later question about it. Terminations still in force are kept.
+    incidents_days (1825): the breach register (art. 33(5)) must let the AP check
+        compliance; five years after closing, the usual term for such documentation.
+        Open incidents are never purged.
+    """
+
+    inbox_days: int = 100
+    sent_days: int = 100
+    spool_days: int = 30
+    journal_days: int = 365
+    disclosures_days: int = 730
+    incidents_days: int = 1825
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            if getattr(self, item.name) < 1:
+                raise ValueError(f"retention.{item.name} must be at least 1 day")
+
+    def check(self, max_age_seconds: float) -> None:
+        """Refuse windows that would defeat replay protection or orphan ciphertext."""
+        if self.journal_days * 86400 <= max_age_seconds:
+            raise ValueError("retention.journal_days must exceed limits.max_age_seconds")
+        if self.journal_days < self.spool_days:
+            raise ValueError("retention.journal_days must be at least retention.spool_days")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +334,7 @@ def _hook(top: TomlTable) -> tuple[str, ...]:
 
 
 def _retention(top: TomlTable, limits: Limits) -> Retention:
-    """[retention]: days per class; defaults and reasons in exchanged/purge.py."""
+    """[retention]: days per class; defaults and reasons on ``Retention``."""
     if "retention" not in top.data:
         return Retention()
     table = top.table("retention")

@@ -21,69 +21,24 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from exchanged.config import Retention
 from exchanged.core.model import MESSAGE_ID_PATTERN
 from exchanged.errors import EXIT_OK
 from exchanged.inbox import INBOX_NAME
 
 if TYPE_CHECKING:
-    from exchanged.config import Config
+    pass
 
-__all__ = ["PurgeCounts", "Retention", "SubjectPurge", "purge", "purge_main", "purge_subject"]
+__all__ = ["PurgeCounts", "SubjectPurge", "purge", "purge_main", "purge_subject"]
 
 _PROG = "exchanged purge"
 _DAY: Final = 86400.0
 _WIRE_NAME: Final = re.compile(rf"^{MESSAGE_ID_PATTERN}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """Retention windows in days. The defaults, and why:
-
-    inbox_days (100): delivered partner lists are a transit copy; the operator takes
-        them into case work. One quarter (the covenant's exchange rhythm, at most 92
-        days) plus a week, so last quarter's list still exists when this quarter's
-        exchange is late and ``reconcile`` needs it.
-    sent_days (100): the operator's original exports in ``outbox/*/sent/`` hold
-        columns that were never sent; kept only as long as ``reconcile`` uses them as
-        "our list", for the same reason and period as the inbox.
-    spool_days (30): sealed ciphertext after its receipt. The signed receipt proves
-        delivery; the ciphertext is only useful to settle a dispute about what was
-        sent, which surfaces within weeks. Measured from the receipt (from the upload
-        for our own receipts, which are never receipted).
-    journal_days (365): journal metadata of finished messages (ids, states, digests,
-        counts; no personal data): one annual accountability cycle. Must exceed the
-        message age limit, or an old message id could be replayed unnoticed.
-    disclosures_days (730): the disclosure register (hashes only) answers art. 15
-        questions "to whom was my data disclosed"; two years spans a thuiszitter case
-        and a later question about it. Terminations still in force are kept.
-    incidents_days (1825): the breach register (art. 33(5)) must let the AP check
-        compliance; five years after closing, the usual term for such documentation.
-        Open incidents are never purged.
-    """
-
-    inbox_days: int = 100
-    sent_days: int = 100
-    spool_days: int = 30
-    journal_days: int = 365
-    disclosures_days: int = 730
-    incidents_days: int = 1825
-
-    def __post_init__(self) -> None:
-        for item in fields(self):
-            if getattr(self, item.name) < 1:
-                raise ValueError(f"retention.{item.name} must be at least 1 day")
-
-    def check(self, max_age_seconds: float) -> None:
-        """Refuse windows that would defeat replay protection or orphan ciphertext."""
-        if self.journal_days * _DAY <= max_age_seconds:
-            raise ValueError("retention.journal_days must exceed limits.max_age_seconds")
-        if self.journal_days < self.spool_days:
-            raise ValueError("retention.journal_days must be at least retention.spool_days")
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,12 +265,6 @@ def purge_subject(inbox: Path, spool: Path, bsn: str, message_ids: Iterable[str]
 # -- the command ------------------------------------------------------------------------
 
 
-def retention_of(config: Config) -> Retention:
-    """The configured windows; the defaults until config.py has a [retention] table."""
-    configured = getattr(config, "retention", None)
-    return configured if isinstance(configured, Retention) else Retention()
-
-
 def _parser() -> argparse.ArgumentParser:
     from exchanged.commandline import DEFAULT_CONFIG, CommandParser
 
@@ -333,7 +282,7 @@ def _run(args: argparse.Namespace) -> int:
     from exchanged.config import load_config
 
     config = load_config(args.config)
-    retention = retention_of(config)
+    retention = config.retention
     retention.check(config.limits.max_age_seconds)
     journal = open_journal(config.state_dir)
     try:

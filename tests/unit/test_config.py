@@ -39,6 +39,7 @@ def test_the_documented_example_is_valid(
     loaded = load_config(config)
     assert loaded.partners["passendwijs"].fingerprint == "89ABCDEF0123456789ABCDEF0123456789ABCDEF"
     assert loaded.limits.receipt_deadline_seconds == 900.0
+    assert loaded.retention.inbox_days == 100 and loaded.retention.incidents_days == 1825
     assert loaded.mail is not None and loaded.mail.to_addrs[0].startswith("fg@")
 
 

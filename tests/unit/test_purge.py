@@ -14,9 +14,10 @@ import pytest
 from exchanged.adapters.disclosures import DisclosureRegister, ensure_schema
 from exchanged.adapters.incident_register import ensure_schema as ensure_incident_schema
 from exchanged.adapters.journal import Journal
+from exchanged.config import Retention
 from exchanged.core.disclosure import bsn_hash
 from exchanged.core.model import MessageId
-from exchanged.purge import PurgeCounts, Retention, purge, purge_main, purge_subject
+from exchanged.purge import PurgeCounts, purge, purge_main, purge_subject
 from exchanged.testing.synthetic import generate_bsn
 
 DAY = 86400.0
