@@ -101,6 +101,8 @@ def test_a_symlink_in_the_outbox_is_refused_and_its_target_never_read(
     assert _wait(lambda: any(e.get("event") == "outbox_file_refused" for e in _events(rbl)))
     refused = next(e for e in _events(rbl) if e.get("event") == "outbox_file_refused")
     assert refused["reason"] == "symlink"
+    # The incident is logged just after the refusal: wait for it rather than race it.
+    assert _wait(lambda: any(e.get("event") == "security_incident" for e in _events(rbl)))
     incidents = [e for e in _events(rbl) if e.get("event") == "security_incident"]
     assert [e["kind"] for e in incidents] == ["outbox-unsafe-file"]
     time.sleep(1.0)  # several more passes over the outbox: still refused once, never read
