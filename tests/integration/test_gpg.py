@@ -425,3 +425,94 @@ def test_too_long_home_is_refused_clearly(tmp_path: Path) -> None:
         pytest.skip("gpg puts its sockets under /run/user here; home length does not matter")
     with pytest.raises(ValueError, match="too long"):
         make_party_home(tmp_path / ("x" * 120), "alice")
+
+
+def _messages_of_every_kind(world: World, tmp_path: Path) -> dict[str, Path]:
+    """One ciphertext per outcome ``open`` can report, named ``<kind>-<n>.pgp``."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    made: dict[str, Path] = {}
+
+    def seal(name: str, sender: Party) -> Path:
+        path = folder / f"{name}.pgp"
+        sender.gpg.seal(_plain(tmp_path, PLAIN + name.encode()), path, world.bob.fpr)
+        made[name] = path
+        return path
+
+    for n in range(3):
+        seal(f"good-{n}", world.alice)
+    seal("third-party-0", world.mallory)
+    seal("unknown-0", world.eve)
+    flipped = seal("flipped-0", world.alice)
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    made["garbage-0"] = folder / "garbage-0.pgp"
+    made["garbage-0"].write_bytes(os.urandom(300))
+    made["unsigned-0"] = folder / "unsigned-0.pgp"
+    run_gpg(world.alice.home, "--trust-model", "always", "--recipient", world.bob.fpr,
+            "--output", str(made["unsigned-0"]), "--encrypt", str(_plain(tmp_path)))  # fmt: skip
+    return made
+
+
+def test_open_many_gives_the_verdicts_of_open_one_by_one(world: World, tmp_path: Path) -> None:
+    made = _messages_of_every_kind(world, tmp_path)
+    names = sorted(made)
+    single = {name: world.bob.gpg.open(made[name], tmp_path / f"{name}.single") for name in names}
+    assert {n: single[n].failure for n in names} == {
+        "flipped-0": DECRYPTION_FAILED, "garbage-0": DECRYPTION_FAILED, "good-0": None,
+        "good-1": None, "good-2": None, "third-party-0": None, "unknown-0": UNKNOWN_SIGNER,
+        "unsigned-0": UNSIGNED,
+    }  # fmt: skip
+
+    pairs = [(made[name], tmp_path / f"{name}.json") for name in names]
+    many = world.bob.gpg.open_many(pairs)
+
+    assert dict(zip(names, many, strict=True)) == single
+    for name, (_, out) in zip(names, pairs, strict=True):
+        if single[name].failure is None:
+            assert out.read_bytes() == PLAIN + name.encode()
+            assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        else:
+            assert not out.exists()
+    # Nothing of gpg's own output files or our temporaries is left behind.
+    assert sorted(p.name for p in made["good-0"].parent.iterdir()) == [f"{n}.pgp" for n in names]
+
+
+def test_open_many_of_good_messages_opens_each_exactly(world: World, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pairs = []
+    for n in range(5):
+        sealed = folder / f"{n}.pgp"
+        world.alice.gpg.seal(_plain(tmp_path, PLAIN + bytes([48 + n])), sealed, world.bob.fpr)
+        pairs.append((sealed, tmp_path / f"{n}.json"))
+    stale = pairs[2][1]
+    stale.write_bytes(b"from an earlier attempt" * 50)
+
+    many = world.bob.gpg.open_many(pairs)
+
+    assert [o.signer for o in many] == [world.alice.fpr] * 5
+    assert [out.read_bytes() for _, out in pairs] == [PLAIN + bytes([48 + n]) for n in range(5)]
+    assert sorted(p.name for p in folder.iterdir()) == [f"{n}.pgp" for n in range(5)]
+
+
+def test_open_many_with_a_passphrase_protected_key(tmp_path: Path) -> None:
+    sender, receiver = tmp_path / "s", tmp_path / "r"
+    passphrase = secrets.token_urlsafe(12)
+    try:
+        s_fpr = make_party_home(sender, "sender")
+        r_fpr = make_party_home(receiver, "receiver", passphrase=passphrase)
+        cross_import(sender, s_fpr, receiver, r_fpr)
+        pairs = []
+        for n in range(3):
+            sealed = tmp_path / f"{n}.pgp"
+            Gpg(sender, s_fpr).seal(_plain(tmp_path), sealed, r_fpr)
+            pairs.append((sealed, tmp_path / f"{n}.json"))
+        with pytest.raises(OpenError):
+            Gpg(receiver, r_fpr, passphrase=passphrase + "x").open_many(pairs)
+        many = Gpg(receiver, r_fpr, passphrase=passphrase).open_many(pairs)
+        assert [o.signer for o in many] == [s_fpr] * 3
+    finally:
+        kill_agent(sender)
+        kill_agent(receiver)
