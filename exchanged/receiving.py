@@ -10,12 +10,8 @@ the receipt it got the first time.
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
-import os
 import re
 import sqlite3
-import stat
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from exchanged.adapters.disclosures import DisclosureRegister
-from exchanged.adapters.files import atomic_writer, sha256_file, write_atomic
+from exchanged.adapters.files import sha256_file, write_atomic
 from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.journal import Journal
 from exchanged.config import Config, Partner
@@ -31,16 +27,13 @@ from exchanged.core import disclosure, envelope, machine
 from exchanged.core.machine import InState, OutState
 from exchanged.core.model import MESSAGE_ID_PATTERN, MessageId
 from exchanged.core.policy import Policy, recheck_records
-from exchanged.errors import LocalSystemError, PartnerError
+from exchanged.errors import PartnerError
 from exchanged.inbox import Inbox
 from exchanged.incidents import Detection
+from exchanged.opening import Copy, NotARegularFile, Opener
 from exchanged.withdrawals import Withdrawals
 
 __all__ = ["Receiver", "wire_message_id"]
-
-
-class _NotARegularFile(Exception):
-    """A symlink, folder or device on a partner's channel: never opened."""
 
 
 _WIRE_NAME: Final = re.compile(rf"^({MESSAGE_ID_PATTERN})\.pgp$")
@@ -83,6 +76,7 @@ class Receiver:
         self._on_notice = on_partner_notice
         self._spool = config.state_dir / "spool"
         self._work = config.state_dir / "work"
+        self._opener = Opener(self._work, gpg)
         self._inbox = Inbox(config.inbox, file_mode=config.shared_file_mode)
         self._withdrawal = (
             Withdrawals(
@@ -99,46 +93,33 @@ class Receiver:
             self._quarantine(path, partner, "unexpected-file-name")
             return
         try:
-            snapshot, digest, size = self._snapshot(path, wire_id)
-        except _NotARegularFile:
+            copy = self._opener.copy(path, wire_id)
+        except NotARegularFile:
             self._quarantine(path, partner, "not-a-regular-file")
             return
         try:
-            self._take(path, snapshot, partner, wire_id, digest=digest, size=size)
+            self._take(path, copy, partner, wire_id)
         finally:
-            snapshot.unlink(missing_ok=True)
+            copy.path.unlink(missing_ok=True)
 
-    def _snapshot(self, path: Path, wire_id: str) -> tuple[Path, str, int]:
-        """Copy the file off the partner's channel into our private work folder, opened
-        with O_NOFOLLOW: what is checked and hashed is what is decrypted, whatever the
-        partner's account does to the channel meanwhile (a symlink swapped in would
-        otherwise make us read a file of ours)."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _NotARegularFile from None
-            raise LocalSystemError(f"cannot open an incoming file: {exc.strerror}") from None
-        self._work.mkdir(mode=0o700, parents=True, exist_ok=True)
-        snapshot = self._work / f"{wire_id}.pgp"
-        digest = hashlib.sha256()
-        size = 0
-        with os.fdopen(fd, "rb") as source:
-            if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
-                raise _NotARegularFile
-            # A working copy: the original stays on the channel until answered, so
-            # there is nothing to fsync.
-            with atomic_writer(snapshot, durable=False) as target:
-                while chunk := source.read(1 << 20):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    target.write(chunk)
-        return snapshot, digest.hexdigest(), size
+    def prepare(self, paths: Sequence[Path], partner: Partner) -> int:
+        """Open the new messages among ``paths`` in as few gpg runs as may be, before
+        they are taken one by one (see ``exchanged.opening``); returns how many."""
+        files = []
+        for path in paths:
+            wire_id = wire_message_id(path.name)
+            row = self._journal.incoming(wire_id) if wire_id else None
+            if wire_id and (row is None or (row["partner"] == partner.id
+                                            and row["state"] == InState.RECEIVED)):  # fmt: skip
+                files.append((path, wire_id))
+        return self._opener.prepare(files) if len(files) > 1 else 0
 
-    def _take(
-        self, path: Path, snapshot: Path, partner: Partner, wire_id: str, *, digest: str,
-        size: int,
-    ) -> None:  # fmt: skip
+    def release(self) -> None:
+        """Forget what ``prepare`` opened and was not taken."""
+        self._opener.release()
+
+    def _take(self, path: Path, copy: Copy, partner: Partner, wire_id: str) -> None:
+        digest = copy.sha256
         row = self._journal.incoming(wire_id)
         if row is None:
             self._journal.add_incoming(
@@ -157,7 +138,7 @@ class Receiver:
             return
         assert row is not None  # noqa: S101 -- just inserted under the journal lock
         if row["state"] == InState.RECEIVED:
-            self._open_and_deliver(snapshot, partner, wire_id, digest, size)
+            self._open_and_deliver(copy, partner, wire_id)
             row = self._journal.incoming(wire_id)
             assert row is not None  # noqa: S101 -- just written under the journal lock
         if row["state"] in (InState.DELIVERED, InState.REFUSED) and row["kind"] != "receipt":
@@ -167,13 +148,11 @@ class Receiver:
 
     # -- opening and checking -------------------------------------------------------
 
-    def _open_and_deliver(
-        self, path: Path, partner: Partner, wire_id: str, digest: str, size: int
-    ) -> None:
+    def _open_and_deliver(self, copy: Copy, partner: Partner, wire_id: str) -> None:
         self._work.mkdir(mode=0o700, parents=True, exist_ok=True)
         plaintext = self._work / f"{wire_id}.json"
         try:
-            disposition, message = self._open(path, partner, wire_id, plaintext)
+            disposition, message = self._open(copy, partner, wire_id, plaintext)
         finally:
             plaintext.unlink(missing_ok=True)
         kind = message.header.kind if message else None
@@ -193,13 +172,13 @@ class Receiver:
         event = "message_delivered" if state == InState.DELIVERED else "message_refused"
         (self._log.info if state == InState.DELIVERED else self._log.error)(
             event, message_id=wire_id, partner=partner.id, kind=kind, category=category,
-            record_count=count, sha256=digest, size=size, disposition=disposition,
+            record_count=count, sha256=copy.sha256, size=copy.size, disposition=disposition,
         )  # fmt: skip
 
     def _open(
-        self, path: Path, partner: Partner, wire_id: str, plaintext: Path
+        self, copy: Copy, partner: Partner, wire_id: str, plaintext: Path
     ) -> tuple[str | None, envelope.Message | None]:
-        opened = self._gpg.open(path, plaintext)
+        opened = self._opener.open(wire_id, copy, plaintext)
         if opened.failure == "decryption-failed":
             return self._refuse(partner, wire_id, "decryption-failed", "decryption-failed")
         if opened.failure is not None:

@@ -413,14 +413,22 @@ class Service:
             # Oldest first: a partner's withdrawal must not be taken before the export it
             # withdraws when several files wait on the channel (after an outage).
             channel = sorted(list_candidates(self._channel(partner)), key=lambda c: c.mtime_ns)
-            for candidate in channel:
-                seen.add(candidate.path)
-                take = functools.partial(self._receiver.take, candidate.path, partner)
-                self._attempt(candidate.path, take, now)
-                if self._unexpected.get(candidate.path, 0) >= _UNEXPECTED_LIMIT:
-                    del self._unexpected[candidate.path]
-                    abandon = functools.partial(self._receiver.abandon, candidate.path, partner)
-                    self._guard(abandon)
+            # Several messages waiting: open them in one gpg run before taking each.
+            waiting = [c.path for c in channel if not c.symlink
+                       and now >= self._local_failures.get(c.path, now)]  # fmt: skip
+            if len(waiting) > 1:
+                self._guard(functools.partial(self._prepare, waiting, partner))
+            try:
+                for candidate in channel:
+                    seen.add(candidate.path)
+                    take = functools.partial(self._receiver.take, candidate.path, partner)
+                    self._attempt(candidate.path, take, now)
+                    if self._unexpected.get(candidate.path, 0) >= _UNEXPECTED_LIMIT:
+                        del self._unexpected[candidate.path]
+                        abandon = functools.partial(self._receiver.abandon, candidate.path, partner)
+                        self._guard(abandon)
+            finally:
+                self._receiver.release()
         present: set[Candidate] = set()
         for outbox in self.config.outboxes:
             for folder in _folders_of(outbox):
@@ -434,6 +442,11 @@ class Service:
             del self._local_failures[gone]
         for gone in self._unexpected.keys() - seen:
             del self._unexpected[gone]
+
+    def _prepare(self, waiting: list[Path], partner: Partner) -> None:
+        opened = self._receiver.prepare(waiting, partner)
+        if opened:
+            self._log.info("incoming_opened_together", partner=partner.id, count=opened)
 
     def _consider(self, candidate: Candidate, outbox: Outbox, now: float) -> None:
         if candidate.symlink:

@@ -382,3 +382,33 @@ def test_a_partner_that_over_discloses_is_refused_with_policy_violation(
             e.get("event") == "message_uploaded" and e.get("kind") == "receipt" for e in _events(pw)
         )
     )
+
+
+def test_a_backlog_is_opened_together_and_each_message_judged_on_its_own(
+    workspace: Workspace,
+) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(rbl)  # passendwijs's daemon is down, its sshd is up
+    for seed in range(4):
+        _export(workspace, "rbl", "passendwijs", 3, seed=40 + seed)
+    assert _wait(lambda: len(_journal(rbl, "SELECT 1 FROM outgoing WHERE state = 'uploaded'")) == 4)
+    # A damaged message among them, under a wire name of its own.
+    (one, *_) = sorted(pw.incoming.glob("*.pgp"))
+    damaged = bytearray(one.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    damaged_id = MessageId.new().value
+    (pw.incoming / f"{damaged_id}.pgp").write_bytes(bytes(damaged))
+
+    workspace.start_daemon(pw)
+
+    assert workspace.wait_for({"rbl": 4}, timeout=30)
+    assert len(_inbox_records(pw)) == 12
+    assert _wait(
+        lambda: (
+            _journal(pw, "SELECT disposition FROM incoming WHERE message_id = ?", (damaged_id,))
+            == [("failed/decryption-failed",)]
+        )
+    )
+    together = [e for e in _events(pw) if e.get("event") == "incoming_opened_together"]
+    assert together and together[0]["count"] == 5
+    assert not list((pw.state_dir / "work").iterdir())  # no copy or plaintext left over
