@@ -72,6 +72,9 @@ _OUT_COLUMNS: Final = frozenset(
 _IN_COLUMNS: Final = frozenset(
     {"kind", "category", "state", "disposition", "record_count", "receipt_id"}
 )
+# UPDATE statements by (table, columns in call order), checked and built once: callers
+# use a handful of combinations, and the same text also hits sqlite3's statement cache.
+_UPDATES: Final[dict[tuple[str, tuple[str, ...]], str]] = {}
 
 
 class Journal:
@@ -232,8 +235,12 @@ class Journal:
             raise LocalSystemError(f"the journal cannot be read: {exc}") from exc
 
     def _row(self, query: str, params: Sequence[Any]) -> sqlite3.Row | None:
-        rows = self._rows(query, params)
-        return rows[0] if rows else None
+        try:
+            with self.lock:
+                row: sqlite3.Row | None = self._db.execute(query, params).fetchone()
+                return row
+        except sqlite3.OperationalError as exc:
+            raise LocalSystemError(f"the journal cannot be read: {exc}") from exc
 
     def _update(
         self,
@@ -245,15 +252,17 @@ class Journal:
         direction: str,
         fields: dict[str, Any],
     ) -> None:
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"not a {table} column: {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+        names = tuple(fields)
+        query = _UPDATES.get((table, names))
+        if query is None:
+            unknown = set(names) - allowed
+            if unknown:
+                raise ValueError(f"not a {table} column: {sorted(unknown)}")
+            assignments = "".join(f"{name} = ?, " for name in names)
+            query = f"UPDATE {table} SET {assignments}updated_at = ? WHERE message_id = ?"  # noqa: S608 -- names from allow-list
+            _UPDATES[(table, names)] = query
         with self.transaction() as db:
-            cursor = db.execute(
-                f"UPDATE {table} SET {assignments}, updated_at = ? WHERE message_id = ?",  # noqa: S608 -- names from allow-list
-                [*fields.values(), now, message_id],
-            )
+            cursor = db.execute(query, (*fields.values(), now, message_id))
             if cursor.rowcount != 1:
                 raise KeyError(f"{table}: no message {message_id}")
             if "state" in fields:

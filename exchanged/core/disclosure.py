@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Final
 
-from exchanged.core.bsn import normalise_bsn
+from exchanged.core.bsn import is_valid_bsn, normalise_bsn
 from exchanged.core.envelope import EnvelopeError, Message
 
 __all__ = [
@@ -64,18 +65,32 @@ class Ground(StrEnum):
 GROUNDS: Final = tuple(g.value for g in Ground)
 
 
+@lru_cache(maxsize=4)
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    # The key's inner and outer pads hashed once; each BSN then copies this state
+    # instead of setting the key up again (the daemon hashes every record it moves).
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"the BSN hashing key must be at least {MIN_KEY_BYTES} bytes")
+    return hmac.new(key, digestmod="sha256")
+
+
 def bsn_hash(key: bytes, bsn: str) -> str:
     """HMAC-SHA-256(key, normalised 9-digit BSN) as lower-case hex.
 
     The BSN is normalised first, so "1234.56.782" and "123456782" hash alike; an
     invalid BSN is refused rather than hashed into an entry nobody can ever find.
     """
-    if len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"the BSN hashing key must be at least {MIN_KEY_BYTES} bytes")
-    digits = normalise_bsn(bsn)
+    mac = _keyed_hmac(key).copy()
+    # Records carry the normalised form already; for it normalise_bsn would return the
+    # same nine digits, so only other spellings go through it.
+    if len(bsn) == 9 and bsn[:2] != "00" and is_valid_bsn(bsn):
+        digits: str | None = bsn
+    else:
+        digits = normalise_bsn(bsn)
     if digits is None:
         raise ValueError("not a valid BSN")
-    return hmac.digest(key, digits.encode("ascii"), "sha256").hex()
+    mac.update(digits.encode("ascii"))
+    return mac.hexdigest()
 
 
 # -- withdrawal --------------------------------------------------------------------

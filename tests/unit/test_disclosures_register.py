@@ -107,6 +107,27 @@ def test_a_write_joins_the_callers_transaction(journal: Journal, reg: Disclosure
     assert not reg.subject(_h(a)).known  # rolled back together with the journal row
 
 
+def test_a_failed_write_inside_the_callers_transaction_adds_nothing(
+    journal: Journal, reg: DisclosureRegister
+) -> None:
+    a, b, c = _bsns(3)
+    earlier, mid = MessageId.new().value, MessageId.new().value
+    reg.record("sent", "passendwijs", "absoluut-verzuim", earlier, [_h(a)], T0)
+    with journal.transaction():
+        journal.add_outgoing(mid, "passendwijs", kind="export", state="detected", now=T0)
+        with pytest.raises(ValueError, match="digests only"):
+            # The third value is refused after two rows went in: both must go again.
+            reg.record("sent", "passendwijs", "absoluut-verzuim", mid, [_h(b), _h(c), a], T0)
+        # The caller carries on: its own write and the earlier entries stand, and the
+        # same message can still be registered whole.
+        assert reg.counts()["disclosures"] == 1
+        assert reg.record("sent", "passendwijs", "absoluut-verzuim", mid, [_h(b), _h(c)], T0) == 2
+    assert journal.outgoing(mid) is not None
+    assert reg.messages_for(_h(a), "sent") == {earlier}
+    assert reg.messages_for(_h(b), "sent") == {mid} == reg.messages_for(_h(c), "sent")
+    assert reg.counts()["disclosures"] == 3
+
+
 def test_purge_before_keeps_terminations_in_force(reg: DisclosureRegister) -> None:
     a, b, c = _bsns(3)
     reg.record("sent", "passendwijs", "absoluut-verzuim", MessageId.new().value, [_h(a)], T0)
