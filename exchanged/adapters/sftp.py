@@ -55,6 +55,8 @@ _HOST_KEY_ALGORITHMS: dict[str, tuple[str, ...]] = {
 
 _KEEPALIVE_SECONDS = 15
 _CHUNK = 64 * 1024
+# Up to two 32 KiB write requests: a message of a few hundred records.
+_ACKED_UPLOAD_MAX = 64 * 1024
 
 
 class InvalidHostKey(OperatorInputError):
@@ -344,7 +346,10 @@ class SftpLink:
                     return size
                 handle.seek(0)
                 # Opening with "w" truncates a .part left by an interrupted attempt.
-                sftp.putfo(handle, part, file_size=size, confirm=True)
+                if size <= _ACKED_UPLOAD_MAX:
+                    _put_acked(sftp, handle, part)
+                else:
+                    sftp.putfo(handle, part, file_size=size, confirm=True)
                 sftp.posix_rename(part, final)
                 return size
 
@@ -460,6 +465,16 @@ class SftpLink:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _put_acked(sftp: paramiko.SFTPClient, source: BinaryIO, remote: str) -> None:
+    # putfo pipelines its writes and does not read the status of those still in flight
+    # when it closes the file, so it stats the file afterwards to see it whole (one
+    # more round trip). Unpipelined, every write's status is read before the next
+    # request and a failed write raises here: the temp is complete before the rename
+    # without that stat. Waiting for each ack costs nothing for a write or two.
+    with sftp.open(remote, "wb") as out:
+        out.write(source.read())
 
 
 def _remote_size(sftp: paramiko.SFTPClient, path: str) -> int | None:

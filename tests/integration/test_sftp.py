@@ -86,6 +86,35 @@ def test_upload_renames_into_place_and_leaves_no_part(
     assert link.stat_size(INCOMING, "m1.pgp") == size
 
 
+# Small files go up in acknowledged writes, larger ones pipelined: both sides of the
+# boundary, and the typical 3 KB message.
+@pytest.mark.parametrize("size", [0, 3100, 64 * 1024, 64 * 1024 + 1])
+def test_upload_of_any_size_arrives_whole(
+    site: Site, link: SftpLink, tmp_path: Path, size: int
+) -> None:
+    local = _payload(tmp_path, size=size)
+    (site.incoming / ".m1.pgp.part").write_bytes(b"junk " * 20_000)
+
+    assert link.upload(local, INCOMING, "m1.pgp") == size
+
+    assert (site.incoming / "m1.pgp").read_bytes() == local.read_bytes()
+    assert _dot_files(site.incoming) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("size", [3100, 200_000])
+def test_a_failed_write_is_never_renamed_into_place(
+    site: Site, link: SftpLink, tmp_path: Path, size: int
+) -> None:
+    # Every write fails as on a full disk (the test sshd is not chrooted, so the temp
+    # name can point there).
+    (site.incoming / ".m1.pgp.part").symlink_to("/dev/full")
+    with pytest.raises(LinkError):
+        link.upload(_payload(tmp_path, size=size), INCOMING, "m1.pgp")
+    assert not (site.incoming / "m1.pgp").exists()
+    assert link.list(INCOMING) == []  # and the link is still usable
+
+
 def test_upload_again_is_a_no_op(site: Site, link: SftpLink, tmp_path: Path) -> None:
     local = _payload(tmp_path)
     link.upload(local, INCOMING, "m1.pgp")
