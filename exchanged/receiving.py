@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from exchanged.adapters.disclosures import DisclosureRegister
-from exchanged.adapters.files import sha256_file, write_atomic
 from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.journal import Journal
+from exchanged.answering import Answers
 from exchanged.config import Config, Partner
 from exchanged.core import disclosure, envelope, machine
 from exchanged.core.machine import InState, OutState
-from exchanged.core.model import MESSAGE_ID_PATTERN, MessageId
+from exchanged.core.model import MESSAGE_ID_PATTERN
 from exchanged.core.policy import Policy, recheck_records
 from exchanged.errors import PartnerError
 from exchanged.inbox import Inbox
@@ -77,6 +77,9 @@ class Receiver:
         self._spool = config.state_dir / "spool"
         self._work = config.state_dir / "work"
         self._opener = Opener(self._work, gpg)
+        self._answers = Answers(
+            config.party, journal, gpg, self._spool, clock=clock, enqueue_upload=enqueue_upload
+        )
         self._inbox = Inbox(config.inbox, file_mode=config.shared_file_mode)
         self._withdrawal = (
             Withdrawals(
@@ -142,7 +145,8 @@ class Receiver:
             row = self._journal.incoming(wire_id)
             assert row is not None  # noqa: S101 -- just written under the journal lock
         if row["state"] in (InState.DELIVERED, InState.REFUSED) and row["kind"] != "receipt":
-            self._send_receipt(partner, row)
+            self._answers.owe(partner, row, path)  # answered, and removed, at the pass's end
+            return
         self._journal.update_incoming(wire_id, now=self._clock(), state=InState.ANSWERED)
         path.unlink(missing_ok=True)
 
@@ -286,41 +290,9 @@ class Receiver:
 
     # -- receipts -------------------------------------------------------------------
 
-    def _send_receipt(self, partner: Partner, row: sqlite3.Row) -> None:
-        if row["receipt_id"]:
-            receipt_row = self._journal.outgoing(row["receipt_id"])
-            if receipt_row is not None and receipt_row["state"] == OutState.SEALED:
-                self._enqueue(partner.id, row["receipt_id"])
-            return
-        receipt_id = MessageId.new()
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        header = envelope.Header("receipt", receipt_id, self._config.party, partner.id, now)
-        body = envelope.Receipt(
-            in_reply_to=MessageId(row["message_id"]),
-            disposition=row["disposition"],
-            received_sha256=row["received_sha256"],
-            record_count=row["record_count"] or 0,
-            received_at=datetime.fromtimestamp(row["received_at"], UTC),
-        )
-        self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-        plaintext = self._spool / f"{receipt_id.value}.json"
-        write_atomic(plaintext, [envelope.encode_receipt(header, body)])
-        ciphertext = self._spool / receipt_id.wire_name
-        try:
-            self._gpg.seal(plaintext, ciphertext, partner.fingerprint)
-        finally:
-            plaintext.unlink(missing_ok=True)
-        digest, size = sha256_file(ciphertext)
-        with self._journal.transaction():
-            self._journal.add_outgoing(
-                receipt_id.value, partner.id, kind="receipt", state=OutState.SEALED,
-                now=self._clock(), in_reply_to=row["message_id"],
-            )  # fmt: skip
-            self._journal.update_outgoing(receipt_id.value, now=self._clock(), sha256=digest,
-                                          size=size)  # fmt: skip
-            self._journal.update_incoming(row["message_id"], now=self._clock(),
-                                          receipt_id=receipt_id.value)  # fmt: skip
-        self._enqueue(partner.id, receipt_id.value)
+    def settle(self, partner: Partner) -> int:
+        """Answer, in one receipt, what this pass delivered or refused from ``partner``."""
+        return self._answers.settle(partner)
 
     def _answer_duplicate(
         self, path: Path, partner: Partner, row: sqlite3.Row, digest: str
@@ -343,7 +315,11 @@ class Receiver:
         path.unlink(missing_ok=True)
 
     def _accept_receipt(self, partner: Partner, message: envelope.Message) -> None:
-        receipt = envelope.decode_receipt(message.body)
+        with self._journal.transaction():  # one commit for all the answers it carries
+            for receipt in envelope.decode_receipts(message.body):
+                self._accept_answer(partner, receipt)
+
+    def _accept_answer(self, partner: Partner, receipt: envelope.Receipt) -> None:
         answered = receipt.in_reply_to.value
         row = self._journal.outgoing(answered)
         problem = None
@@ -397,8 +373,8 @@ class Receiver:
                 row = self._journal.incoming(row["message_id"])
                 assert row is not None  # noqa: S101 -- just updated
             if row["state"] in (InState.DELIVERED, InState.REFUSED):
-                if row["kind"] != "receipt":
-                    self._send_receipt(partner, row)
+                if row["kind"] != "receipt" and not row["receipt_id"]:
+                    self._answers.seal(partner, [row])
                 self._journal.update_incoming(row["message_id"], now=self._clock(),
                                               state=InState.ANSWERED)  # fmt: skip
         self._quarantine(path, partner, "processing-failed-repeatedly")

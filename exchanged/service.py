@@ -428,6 +428,7 @@ class Service:
                         abandon = functools.partial(self._receiver.abandon, candidate.path, partner)
                         self._guard(abandon)
             finally:
+                self._guard(functools.partial(self._receiver.settle, partner))
                 self._receiver.release()
         present: set[Candidate] = set()
         for outbox in self.config.outboxes:

@@ -8,14 +8,16 @@ Invariants:
 - ``protocol`` is exactly ``exchanged/1``; anything else is ``unsupported-protocol``.
 - ``sender`` and ``recipient`` are inside the signed content, so a partner cannot
   forward a message signed for it to a third party as if it were meant for them.
-- Receipts answer one message (``in_reply_to``) and are never receipted themselves.
+- A receipt answers one message (``in_reply_to``), or several received in one pass
+  (``answers``: a list of such answers, each message at most once); receipts are never
+  receipted themselves.
 - Records carry only canonical field names; nothing else is encoded.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -32,8 +34,10 @@ __all__ = [
     "Receipt",
     "check_age",
     "decode",
+    "decode_receipts",
     "encode_message",
     "encode_receipt",
+    "encode_receipts",
     "export_chunks",
     "export_head",
     "export_record",
@@ -58,6 +62,11 @@ FAILURE_REASONS: Final = (
     "unexpected-processing-error",
 )
 DISPOSITIONS: Final = (PROCESSED, DUPLICATE, *(f"failed/{r}" for r in FAILURE_REASONS))
+# The most answers one receipt carries, so a receipt stays small (~250 bytes each).
+MAX_ANSWERS: Final = 1000
+_ANSWER_FIELDS: Final = frozenset(
+    {"in_reply_to", "disposition", "received_sha256", "record_count", "received_at"}
+)
 _RECORD_KINDS: Final = ("export", "correction")
 
 
@@ -182,19 +191,38 @@ def encode_message(header: Header, body: Mapping[str, Any]) -> bytes:
 
 
 def encode_receipt(header: Header, receipt: Receipt) -> bytes:
+    return encode_receipts(header, [receipt])
+
+
+def encode_receipts(header: Header, receipts: Sequence[Receipt]) -> bytes:
+    """One receipt envelope answering ``receipts``: the fields of the answer itself for
+    one (the form every receipt had before answers could be gathered), an
+    ``answers`` list for several."""
     if header.kind != "receipt":
         raise ValueError("a receipt envelope has kind 'receipt'")
+    if not 1 <= len(receipts) <= MAX_ANSWERS:
+        raise ValueError(f"a receipt answers 1 to {MAX_ANSWERS} messages")
+    if len({r.in_reply_to for r in receipts}) != len(receipts):
+        raise ValueError("a receipt answers each message once")
+    document = _header_json(header)
+    answers = [_answer_json(r) for r in receipts]
+    if len(answers) == 1:
+        document.update(answers[0])
+    else:
+        document["answers"] = answers
+    return json.dumps(document).encode()
+
+
+def _answer_json(receipt: Receipt) -> dict[str, Any]:
     if receipt.disposition not in DISPOSITIONS:
         raise ValueError(f"unknown disposition {receipt.disposition!r}")
-    document = _header_json(header)
-    document.update(
-        in_reply_to=receipt.in_reply_to.value,
-        disposition=receipt.disposition,
-        received_sha256=receipt.received_sha256,
-        record_count=receipt.record_count,
-        received_at=format_time(receipt.received_at),
-    )
-    return json.dumps(document).encode()
+    return {
+        "in_reply_to": receipt.in_reply_to.value,
+        "disposition": receipt.disposition,
+        "received_sha256": receipt.received_sha256,
+        "record_count": receipt.record_count,
+        "received_at": format_time(receipt.received_at),
+    }
 
 
 def decode(data: bytes) -> Message:
@@ -216,7 +244,7 @@ def decode(data: bytes) -> Message:
     }
     if header.kind not in _RECORD_KINDS:
         if header.kind == "receipt":
-            decode_receipt(rest)  # validate now, so a Message always holds a usable body
+            decode_receipts(rest)  # validate now, so a Message always holds a usable body
         return Message(header=header, body=rest)
     category = rest.pop("category", None)
     records = rest.pop("records", None)
@@ -228,6 +256,23 @@ def decode(data: bytes) -> Message:
     if count != len(records):
         raise EnvelopeError("malformed", "record_count does not match the records")
     return Message(header=header, category=category, records=tuple(records), body=rest)
+
+
+def decode_receipts(body: Mapping[str, Any]) -> tuple[Receipt, ...]:
+    """The answers of a receipt body, in either form (see ``encode_receipts``)."""
+    if "answers" not in body:
+        return (decode_receipt(body),)
+    answers = body["answers"]
+    if _ANSWER_FIELDS & body.keys():
+        raise EnvelopeError("malformed", "a receipt has either answers or one answer's fields")
+    if not isinstance(answers, list) or not 2 <= len(answers) <= MAX_ANSWERS:
+        raise EnvelopeError("malformed", f"answers is not a list of 2 to {MAX_ANSWERS}")
+    if not all(isinstance(answer, dict) for answer in answers):
+        raise EnvelopeError("malformed", "an answer is not a JSON object")
+    receipts = tuple(decode_receipt(answer) for answer in answers)
+    if len({r.in_reply_to for r in receipts}) != len(receipts):
+        raise EnvelopeError("malformed", "a receipt answers one message twice")
+    return receipts
 
 
 def decode_receipt(body: Mapping[str, Any]) -> Receipt:

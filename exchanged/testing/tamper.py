@@ -230,19 +230,27 @@ def export_plaintext(
 
 
 def receipt_plaintext(
-    sender: str, recipient: str, in_reply_to: str, received_sha256: str, record_count: int
+    sender: str,
+    recipient: str,
+    in_reply_to: str,
+    received_sha256: str,
+    record_count: int,
+    *,
+    also_answering: str | None = None,
 ) -> tuple[MessageId, bytes]:
+    """A receipt answering ``in_reply_to``; with ``also_answering``, one that carries a
+    second answer (for that message id) in the several-answers form."""
     mid = MessageId.new()
     now = datetime.now(UTC).replace(microsecond=0)
     header = envelope.Header("receipt", mid, sender, recipient, now)
-    body = envelope.Receipt(
-        in_reply_to=MessageId(in_reply_to),
-        disposition=envelope.PROCESSED,
-        received_sha256=received_sha256,
-        record_count=record_count,
-        received_at=now,
-    )
-    return mid, envelope.encode_receipt(header, body)
+    answers = [
+        envelope.Receipt(
+            in_reply_to=MessageId(answered), disposition=envelope.PROCESSED,
+            received_sha256=received_sha256, record_count=record_count, received_at=now,
+        )
+        for answered in (in_reply_to, also_answering) if answered is not None
+    ]  # fmt: skip
+    return mid, envelope.encode_receipts(header, answers)
 
 
 def place(party: Party, message_id: str, data: bytes) -> Path:
@@ -786,8 +794,9 @@ def _pending_export(bench: Bench) -> Iterator[str]:
 
 
 def _attack_receipt(
-    bench: Bench, case: str, attack: str, *, signer: Key, wrong_hash: bool, kind: str
-) -> Outcome:
+    bench: Bench, case: str, attack: str, *, signer: Key, wrong_hash: bool, kind: str,
+    several: bool = False,
+) -> Outcome:  # fmt: skip
     started = time.monotonic()
     sender = bench.sender
     with _pending_export(bench) as mid:
@@ -797,8 +806,9 @@ def _attack_receipt(
         if wrong_hash:
             digest = hashlib.sha256(digest.encode()).hexdigest()
         rid, plain = receipt_plaintext(
-            bench.receiver.id, sender.id, mid, digest, int(row["record_count"] or 0)
-        )
+            bench.receiver.id, sender.id, mid, digest, int(row["record_count"] or 0),
+            also_answering=MessageId.new().value if several else None,
+        )  # fmt: skip
         data = seal(signer.home, plain, to=sender.fingerprint, signer=signer.fingerprint)
         # A receipt-invalid incident names the message the receipt claimed to answer.
         named = mid if kind == "receipt-invalid" else None
@@ -830,6 +840,16 @@ def case_receipt_wrong_hash(bench: Bench) -> Outcome:
         bench, "receipt-wrong-hash",
         "a receipt signed by the real partner key with a wrong received_sha256",
         signer=bench.key(bench.receiver), wrong_hash=True, kind="receipt-invalid",
+    )  # fmt: skip
+
+
+def case_receipt_answers_wrong_hash(bench: Bench) -> Outcome:
+    return _attack_receipt(
+        bench, "receipt-answers-wrong-hash",
+        "a partner-signed receipt with several answers: a wrong received_sha256 for a "
+        "pending message, and one for a message never sent",
+        signer=bench.key(bench.receiver), wrong_hash=True, kind="receipt-invalid",
+        several=True,
     )  # fmt: skip
 
 
@@ -975,6 +995,7 @@ CASES: tuple[tuple[str, Callable[[Bench], Outcome]], ...] = (
     ("replay-new", case_replay_new),
     ("forged-receipt", case_forged_receipt),
     ("receipt-wrong-hash", case_receipt_wrong_hash),
+    ("receipt-answers-wrong-hash", case_receipt_answers_wrong_hash),
     ("receipt-unknown", case_receipt_unknown),
     ("host-key-swap", case_host_key_swap),
     ("outbox-symlink", case_outbox_symlink),

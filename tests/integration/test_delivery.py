@@ -384,7 +384,7 @@ def test_a_partner_that_over_discloses_is_refused_with_policy_violation(
     )
 
 
-def test_a_backlog_is_opened_together_and_each_message_judged_on_its_own(
+def test_a_backlog_is_opened_and_answered_together_each_message_judged_alone(
     workspace: Workspace,
 ) -> None:
     rbl, pw = workspace["rbl"], workspace["passendwijs"]
@@ -411,4 +411,12 @@ def test_a_backlog_is_opened_together_and_each_message_judged_on_its_own(
     )
     together = [e for e in _events(pw) if e.get("event") == "incoming_opened_together"]
     assert together and together[0]["count"] == 5
+    # All five are answered by one receipt; rbl judges each answer on its own.
+    sent = [r[0] for r in _journal(rbl, "SELECT message_id FROM outgoing WHERE kind = 'export'")]
+    answered_by = _journal(
+        pw, "SELECT DISTINCT receipt_id FROM incoming WHERE message_id IN (?, ?, ?, ?, ?)",
+        (*sent, damaged_id),
+    )  # fmt: skip
+    assert len(sent) == 4
+    assert len(answered_by) == 1
     assert not list((pw.state_dir / "work").iterdir())  # no copy or plaintext left over

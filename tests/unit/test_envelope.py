@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -107,3 +109,51 @@ def test_small_messages_cannot_redefine_header_fields() -> None:
     header = Header("incident-notice", MessageId.new(), "rbl", "passendwijs", NOW)
     with pytest.raises(ValueError, match="redefine"):
         envelope.encode_message(header, {"recipient": "liemers"})
+
+
+def _answer(n: int, disposition: str = "processed") -> Receipt:
+    return Receipt(MessageId.new(), disposition, f"{n:064x}", n, NOW)
+
+
+def test_a_receipt_of_one_answer_keeps_the_single_form() -> None:
+    header = Header("receipt", MID, "passendwijs", "rbl", NOW)
+    document = json.loads(envelope.encode_receipts(header, [_answer(1)]))
+    assert "answers" not in document
+    assert document["in_reply_to"]
+    message = envelope.decode(envelope.encode_receipts(header, [_answer(1)]))
+    assert len(envelope.decode_receipts(message.body)) == 1
+
+
+def test_a_receipt_answers_several_messages_each_exactly_once() -> None:
+    header = Header("receipt", MID, "passendwijs", "rbl", NOW)
+    answers = [_answer(1), _answer(2, "failed/policy-violation"), _answer(3)]
+    message = envelope.decode(envelope.encode_receipts(header, answers))
+    assert envelope.decode_receipts(message.body) == tuple(answers)
+    with pytest.raises(ValueError, match="once"):
+        envelope.encode_receipts(header, [answers[0], answers[0]])
+    with pytest.raises(ValueError, match="1 to"):
+        envelope.encode_receipts(header, [])
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["answers"].append(dict(d["answers"][0])),  # one message answered twice
+        lambda d: d.update(answers=d["answers"][:1]),  # a list of one: use the single form
+        lambda d: d.update(answers="all of them"),
+        lambda d: d["answers"].append("processed"),
+        lambda d: d["answers"][1].pop("received_sha256"),
+        lambda d: d["answers"][0].update(disposition="fine"),
+        lambda d: d.update(in_reply_to=d["answers"][0]["in_reply_to"]),  # both forms at once
+        lambda d: d.update(answers=d["answers"] * 600),  # over the limit
+    ],
+)
+def test_a_receipt_with_bad_answers_is_malformed(
+    mutate: Callable[[dict[str, Any]], object],
+) -> None:
+    header = Header("receipt", MID, "passendwijs", "rbl", NOW)
+    document = json.loads(envelope.encode_receipts(header, [_answer(1), _answer(2)]))
+    mutate(document)
+    with pytest.raises(EnvelopeError) as caught:
+        envelope.decode(json.dumps(document).encode())
+    assert caught.value.reason == "malformed"
