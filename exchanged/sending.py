@@ -11,6 +11,7 @@ or sealed (finish archiving and upload).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from typing import IO, Any
 
 from exchanged.adapters.disclosures import DisclosureRegister
 from exchanged.adapters.files import move_into, sha256_file, write_atomic
-from exchanged.adapters.gpg import Gpg
+from exchanged.adapters.gpg import Gpg, PendingSeal
 from exchanged.adapters.journal import Journal
 from exchanged.adapters.readers import open_table
 from exchanged.config import CATEGORY_FROM_COLUMN, CATEGORY_FROM_SUBFOLDER, Config, Outbox
@@ -120,10 +121,23 @@ class Sender:
     def take(self, path: Path, outbox: Outbox) -> None:
         """Process one settled file of ``outbox``. Raises LocalSystemError (and leaves
         the file where it is) when this machine is the problem."""
-        with opened_export(path) as (key, source):
-            self._take(path, source, key, outbox)
+        finish = self.begin(path, outbox)
+        if finish is not None:
+            finish()
 
-    def _take(self, path: Path, source: Path, key: str, outbox: Outbox) -> None:
+    def begin(self, path: Path, outbox: Outbox) -> Callable[[], None] | None:
+        """``take`` in two steps: read, minimise and start gpg now; the returned step
+        (None when there is nothing left to do) waits for gpg and finishes. The service
+        begins the next file before finishing this one, so gpg seals on its own core
+        while Python minimises the next export. Until the second step has run, the
+        file is in the outbox and its messages are not sealed: a crash or a failure of
+        either step starts the file over, as ``take`` would."""
+        with opened_export(path) as (key, source):
+            return self._take(path, source, key, outbox)
+
+    def _take(
+        self, path: Path, source: Path, key: str, outbox: Outbox
+    ) -> Callable[[], None] | None:
         """``path`` is where the file lies (to archive it); ``source`` reads the very
         file that was checked when it was opened."""
         previous = self._journal.outgoing_by_source(key)
@@ -136,7 +150,7 @@ class Sender:
             for row in previous:
                 if row["state"] == OutState.SEALED:
                     self._enqueue(row["partner"], row["message_id"])
-            return
+            return None
         for row in previous:  # an attempt that crashed before sealing: start again
             self._discard(row["message_id"], rejected=False)
         category = self._category_of(path, outbox)
@@ -144,36 +158,59 @@ class Sender:
             groups, verdict = self._minimise(source, path, outbox, category, key)
         except OperatorInputError as exc:
             self._reject(path, outbox, error=exc.message)
-            return
+            return None
         if not verdict.accepted:
             for group in groups.values():
                 self._discard(group.message_id.value, rejected=True)
             self._reject(path, outbox, verdict=verdict)
-            return
-        now = self._clock()
-        for group in groups.values():
-            self._journal.update_outgoing(
-                group.message_id.value, now=now, state=OutState.MINIMISED,
-                record_count=group.count,
-            )  # fmt: skip
+            return None
+        seals: list[tuple[_Group, PendingSeal]] = []
+        try:
+            for group in groups.values():
+                partner = self._config.partners[group.partner]
+                ciphertext = self._spool / f"{group.message_id.value}.pgp"
+                seals.append((group, self._gpg.begin_seal(group.plaintext, ciphertext,
+                                                          partner.fingerprint)))  # fmt: skip
+        except BaseException:
+            for _, pending in seals:
+                pending.abandon()
+            raise
+        return functools.partial(self._finish, path, outbox, seals)
+
+    def _finish(self, path: Path, outbox: Outbox, seals: list[tuple[_Group, PendingSeal]]) -> None:
         # Every message of the file is sealed before any is journaled as sealed, and all
         # are journaled in one transaction: a crash or a local failure half-way leaves
-        # them all "minimised", so the retry starts the whole file over. Marking them
-        # one by one would let the retry archive the file with some never sealed.
-        sealed = [
-            (group, self._seal_file(group.message_id.value, group.partner, group.plaintext))
-            for group in groups.values()
-        ]
+        # none sealed, so the retry starts the whole file over. Marking them one by one
+        # would let the retry archive the file with some never sealed.
+        sealed: list[tuple[_Group, tuple[str, int]]] = []
+        try:
+            for group, pending in seals:
+                pending.finish()
+                group.plaintext.unlink()
+                sealed.append((group, sha256_file(self._spool / f"{group.message_id.value}.pgp")))
+        except BaseException:
+            for _, pending in seals[len(sealed) + 1 :]:
+                pending.abandon()
+            # Nothing of this attempt stays (no plaintext, no row): the file is still in
+            # the outbox and the retry starts it over.
+            for group, _ in seals:
+                self._discard(group.message_id.value, rejected=False)
+            raise
+        now = self._clock()
         with self._journal.transaction():
             for group, (digest, size) in sealed:
+                self._journal.update_outgoing(
+                    group.message_id.value, now=now, state=OutState.MINIMISED,
+                    record_count=group.count,
+                )  # fmt: skip
                 disclosed = (h for h, _row in _hash_lines(group.hashes))
                 self._mark_sealed(group.message_id.value, group.partner, digest, size,
                                   what=group.category, count=group.count,
                                   disclosed=disclosed)  # fmt: skip
-        for group in groups.values():
+        for group, _ in sealed:
             group.hashes.unlink(missing_ok=True)
-        self._archive(path, outbox, [g.message_id.value for g in groups.values()], "sent")
-        for group in groups.values():
+        self._archive(path, outbox, [g.message_id.value for g, _ in sealed], "sent")
+        for group, _ in sealed:
             self._enqueue(group.partner, group.message_id.value)
 
     def send_envelope(

@@ -53,6 +53,8 @@ _LOCAL_RETRY_SECONDS = 30.0
 _TICK_SECONDS = 1.0
 # An incoming file that fails this often in an unexpected way (a bug, not an outage)
 # is quarantined and answered, so it cannot block the channel forever.
+# An export whose gpg run is under way: its file, and the step that finishes it.
+_Sealing = tuple[Path, Callable[[], None]]
 _UNEXPECTED_LIMIT = 3
 # A message another process began but never sealed (it was killed) is dropped after
 # this long; far longer than sealing one takes, so a running command is never raced.
@@ -431,11 +433,15 @@ class Service:
                 self._guard(functools.partial(self._receiver.settle, partner))
                 self._receiver.release()
         present: set[Candidate] = set()
-        for outbox in self.config.outboxes:
-            for folder in _folders_of(outbox):
-                for candidate in list_candidates(folder):
-                    present.add(candidate)
-                    self._consider(candidate, outbox, now)
+        sealing: _Sealing | None = None
+        try:
+            for outbox in self.config.outboxes:
+                for folder in _folders_of(outbox):
+                    for candidate in list_candidates(folder):
+                        present.add(candidate)
+                        sealing = self._consider(candidate, outbox, now, sealing)
+        finally:
+            self._finish_sealing(sealing, now)
         seen |= {c.path for c in present}
         self._settle.prune(seen)
         self._refused &= present  # a refused file that changes or goes is judged anew
@@ -449,21 +455,37 @@ class Service:
         if opened:
             self._log.info("incoming_opened_together", partner=partner.id, count=opened)
 
-    def _consider(self, candidate: Candidate, outbox: Outbox, now: float) -> None:
+    def _consider(
+        self, candidate: Candidate, outbox: Outbox, now: float, sealing: _Sealing | None
+    ) -> _Sealing | None:
+        """Begin ``candidate`` if it is ready, then finish the export begun before it
+        (whose gpg run went on meanwhile); return what is now being sealed."""
         if candidate.symlink:
             self._refuse_unsafe(candidate, outbox, UnsafeOutboxFile("symlink"))
-            return
+            return sealing
         if not self._settle.observe(candidate, now):
-            return
+            return sealing
+        begun: list[Callable[[], None] | None] = []
         try:
             done = self._attempt(
-                candidate.path, lambda: self._sender.take(candidate.path, outbox), now
+                candidate.path,
+                lambda: begun.append(self._sender.begin(candidate.path, outbox)),
+                now,
             )
         except UnsafeOutboxFile as exc:
             self._refuse_unsafe(candidate, outbox, exc)
-            return
-        if done:
+            return sealing
+        self._finish_sealing(sealing, now)
+        if not done:
+            return None
+        if begun[0] is None:  # rejected, or finished before a crash: nothing to seal
             self._settle.forget(candidate.path)
+            return None
+        return candidate.path, begun[0]
+
+    def _finish_sealing(self, sealing: _Sealing | None, now: float) -> None:
+        if sealing is not None and self._attempt(sealing[0], sealing[1], now):
+            self._settle.forget(sealing[0])
 
     def _attempt(self, path: Path, work: Callable[[], object], now: float) -> bool:
         """Work on one file unless it failed for a local reason a short while ago: a

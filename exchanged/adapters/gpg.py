@@ -15,6 +15,7 @@ its output to a file we reserved, so a large export costs no memory here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -56,6 +57,7 @@ __all__ = [
     "KeyNotFoundError",
     "OpenError",
     "Opened",
+    "PendingSeal",
     "SealError",
 ]
 
@@ -189,13 +191,17 @@ class Gpg:
 
         ``out`` appears complete and fsynced, mode 0600, or not at all.
         """
+        self.begin_seal(plaintext, out, recipient).finish()
+
+    def begin_seal(self, plaintext: Path, out: Path, recipient: str) -> PendingSeal:
+        """Start sealing (see ``seal``) and return at once: gpg works on its own core
+        while the caller prepares the next message; ``finish`` waits for it."""
         recipient_fpr = Fingerprint.parse(recipient).value
         if not plaintext.is_file():
             raise SealError("the file to seal does not exist or is not a regular file")
         tmp = _reserve(out)
-        problem: str | None = "gpg did not run"
         try:
-            code, events = self._run(
+            process = self._start(
                 "--local-user",
                 self._own,
                 # The full fingerprint, so gpg cannot pick some other key whose user
@@ -215,19 +221,10 @@ class Gpg:
                 "--",
                 str(plaintext.resolve()),
             )
-            keys = {key for key, _ in events}
-            if code == 0 and "END_ENCRYPTION" in keys and "SIG_CREATED" in keys:
-                _fsync_file(tmp)
-                tmp.replace(out)
-                fsync_dir(out.parent)
-                problem = None
-            else:
-                problem = self._seal_problem(events, recipient_fpr, code)
-        finally:
-            if problem is not None:
-                tmp.unlink(missing_ok=True)
-        if problem is not None:
-            raise SealError(problem)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return PendingSeal(self, process, tmp, out, recipient_fpr)
 
     def open(self, ciphertext: Path, out: Path) -> Opened:
         """Decrypt and verify ``ciphertext`` in one pass; plaintext to ``out`` (0600).
@@ -312,27 +309,35 @@ class Gpg:
                 output.unlink(missing_ok=True)
 
     def _run(self, *args: str) -> tuple[int, list[Event]]:
-        """Run gpg on our home for one message operation: (exit code, status lines).
+        """Run gpg on our home for one message operation: (exit code, status lines)."""
+        return _wait(self._start(*args))
+
+    def _start(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start gpg on our home for one message operation.
 
         Messages bypass python-gnupg, whose two helper threads and line-by-line
         parsing cost ~1.5 ms of Python per call (measured); python-gnupg stays for key
         management, where parsing gpg's listings is what it is for. Contents never
-        pass through here: gpg reads and writes the files named in ``args``.
+        pass through here: gpg reads and writes the files named in ``args``; only its
+        status lines (a few KB) come back through a pipe.
         """
         command = ["gpg", "--homedir", str(self._home), *_MESSAGE_OPTIONS]
-        stdin: int | None = subprocess.DEVNULL
-        feed: bytes | None = None
         if self._passphrase is not None:
             command += ["--passphrase-fd", "0"]
-            stdin, feed = None, self._passphrase.encode("utf-8") + b"\n"
         try:
-            done = subprocess.run(
-                [*command, *args], input=feed, stdin=stdin, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, check=False,
+            process = subprocess.Popen(
+                [*command, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL if self._passphrase is None else subprocess.PIPE,
             )  # fmt: skip
         except OSError as exc:
             raise LocalSystemError(f"cannot run gpg: {exc.strerror}") from None
-        return done.returncode, status_events(done.stderr.decode("utf-8", "replace"))
+        if process.stdin is not None:
+            # One line, small enough for the pipe: written now so gpg never waits for
+            # it; closed and dropped so ``communicate`` does not touch it again.
+            with contextlib.suppress(BrokenPipeError), process.stdin:
+                process.stdin.write(f"{self._passphrase}\n".encode())
+            process.stdin = None
+        return process
 
     # -- keys -----------------------------------------------------------------------
 
@@ -404,6 +409,46 @@ class Gpg:
         if "KEYEXPIRED" in keys:
             return f"a key needed to seal has expired (partner {recipient}, own {self._own})"
         return f"gpg could not sign and encrypt the message (exit code {code})"
+
+
+class PendingSeal:
+    """A seal that gpg is working on; ``finish`` exactly once, or ``abandon``."""
+
+    def __init__(
+        self, gpg: Gpg, process: subprocess.Popen[bytes], tmp: Path, out: Path, recipient: str
+    ) -> None:
+        self._gpg, self._process, self._tmp = gpg, process, tmp
+        self._out, self._recipient = out, recipient
+
+    def finish(self) -> None:
+        """Wait for gpg; ``out`` is then complete and fsynced, or SealError is raised."""
+        problem: str | None = "gpg did not run"
+        try:
+            code, events = _wait(self._process)
+            keys = {key for key, _ in events}
+            if code == 0 and "END_ENCRYPTION" in keys and "SIG_CREATED" in keys:
+                _fsync_file(self._tmp)
+                self._tmp.replace(self._out)
+                fsync_dir(self._out.parent)
+                problem = None
+            else:
+                problem = self._gpg._seal_problem(events, self._recipient, code)
+        finally:
+            if problem is not None:
+                self._tmp.unlink(missing_ok=True)
+        if problem is not None:
+            raise SealError(problem)
+
+    def abandon(self) -> None:
+        """Stop gpg and remove what it wrote (the caller failed before ``finish``)."""
+        self._process.kill()
+        _wait(self._process)
+        self._tmp.unlink(missing_ok=True)
+
+
+def _wait(process: subprocess.Popen[bytes]) -> tuple[int, list[Event]]:
+    _, stderr = process.communicate()
+    return process.returncode, status_events(stderr.decode("utf-8", "replace"))
 
 
 def _key_info(fpr: str, key: dict[str, Any]) -> KeyInfo:

@@ -19,6 +19,7 @@ from exchanged.adapters.gpg import Gpg
 from exchanged.core import envelope
 from exchanged.core.model import MessageId, Record
 from exchanged.demo import drop_export
+from exchanged.testing.keys import run_gpg
 from exchanged.testing.sandbox import mount_namespaces_available
 from exchanged.testing.synthetic import seeded_rng, synthetic_rows
 from exchanged.testing.workspace import Party, Workspace, build_workspace
@@ -420,3 +421,31 @@ def test_a_backlog_is_opened_and_answered_together_each_message_judged_alone(
     assert len(sent) == 4
     assert len(answered_by) == 1
     assert not list((pw.state_dir / "work").iterdir())  # no copy or plaintext left over
+
+
+def test_an_export_that_cannot_be_sealed_stays_while_the_next_goes(
+    three_parties: Workspace,
+) -> None:
+    ws = three_parties
+    rbl, pw, dv = ws["rbl"], ws["passendwijs"], ws["deverbinding"]
+    # rbl lost De Verbinding's public key: gpg fails on that export only, after the
+    # export begun next to it has been read and minimised (sealing runs alongside).
+    run_gpg(rbl.gpg_home, "--yes", "--delete-keys", dv.fingerprint)
+    ws.start_daemon(pw)
+    ws.start_daemon(rbl)
+    stuck = _export(ws, "rbl", "deverbinding", 2, seed=50)
+    _export(ws, "rbl", "passendwijs", 2, seed=51)
+
+    assert ws.wait_for({"rbl": 1}, timeout=30)
+    assert _wait(
+        lambda: any(
+            e.get("event") == "local_failure" and "is not in the keyring" in str(e.get("error"))
+            for e in _events(rbl)
+        )
+    )
+    assert stuck.exists()  # left in the outbox for the retry, not archived
+    assert _journal(rbl, "SELECT state FROM outgoing WHERE partner = 'deverbinding'") in (
+        [],
+        [("detected",)],
+    )
+    assert not list((rbl.state_dir / "spool").glob("*.json"))  # no stray plaintext
