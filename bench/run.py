@@ -407,9 +407,10 @@ def floor_section(bench: Bench, results: dict[str, Any]) -> None:
         shutil.rmtree(remote, ignore_errors=True)
     say(
         f"floor: seal {results['floor_seal_ms']} ms, open {results['floor_open_ms']} ms "
-        f"(python-gnupg + fsync; bare gpg seal {results['floor_bare_gpg_seal_ms']} ms, "
-        f"open {results['floor_bare_gpg_open_ms']} ms), upload on a reused connection "
-        f"{results['floor_upload_ms']} ms"
+        f"(adapter, with fsync; bare gpg seal {results['floor_bare_gpg_seal_ms']} ms, "
+        f"open {results['floor_bare_gpg_open_ms']} ms); opened {results['floor_batch_size']} "
+        f"in one gpg run: {results['floor_open_batched_ms']} ms each; upload on a reused "
+        f"connection {results['floor_upload_ms']} ms"
     )
     say(
         f"floor: {results['floor_large_mb']} MB CSV: gpg seal {results['gpg_seal_mb_per_s']}"
@@ -459,6 +460,11 @@ def _floor_gpg(bench: Bench, work: Path, results: dict[str, Any]) -> Path:
             open_times.append(t_open)
     results["floor_seal_ms"] = round(statistics.median(seal_times) * 1000, 1)
     results["floor_open_ms"] = round(statistics.median(open_times) * 1000, 1)
+    # What the receiver pays per message when a backlog waits on its channel.
+    batch = [(work / f"s{i}.pgp", work / f"m{i}.json") for i in range(1, len(seal_times) + 1)]
+    t_batch = min(timed(lambda: opener.open_many(batch)) for _ in range(3))
+    results["floor_batch_size"] = len(batch)
+    results["floor_open_batched_ms"] = round(t_batch / len(batch) * 1000, 1)
     results["floor_small_message_bytes"] = (work / "s1.pgp").stat().st_size
 
     def gpg(home: Path, *args: str) -> None:
