@@ -413,7 +413,9 @@ def test_a_backlog_is_opened_and_answered_together_each_message_judged_alone(
     together = [e for e in _events(pw) if e.get("event") == "incoming_opened_together"]
     assert together and together[0]["count"] == 5
     # All five are answered by one receipt; rbl judges each answer on its own.
-    sent = [r[0] for r in _journal(rbl, "SELECT message_id FROM outgoing WHERE kind = 'export'")]
+    sent = [
+        str(r[0]) for r in _journal(rbl, "SELECT message_id FROM outgoing WHERE kind = 'export'")
+    ]
     answered_by = _journal(
         pw, "SELECT DISTINCT receipt_id FROM incoming WHERE message_id IN (?, ?, ?, ?, ?)",
         (*sent, damaged_id),
