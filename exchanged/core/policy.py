@@ -7,28 +7,50 @@ Interface used by the service (stable)::
         record = checker.check(n, row)      # Record, or None (error, blank, skipped)
     verdict = checker.finish()
 
-Streaming: nothing grows with the file. BSNs seen (for duplicates) are one bit each
-in pages made on first use (at most 12.5 MB, a few KB for a small export); the error
-list and the per-field memo of checked values are bounded. Columns outside the
-category's allow-list are never read: their values cannot reach a record, a log or an
-error. Errors hold row, column and code only.
+Streaming: nothing grows with the file. BSNs seen (for duplicates) take a bit each at
+most (``bsn.SeenBsns``); the error list is bounded, and so is the memo of checked values
+the policy keeps for all its checkers (``PolicyMemo``). Columns outside the category's
+allow-list are never read: their values cannot reach a record, a log or an error.
+Errors hold row, column and code only.
+
+Each row is first tried on a short path: the memo's values for all its cells at once,
+the BSN checked in place, then the checks across fields. Anything out of the ordinary
+(a value the memo does not know and that fails, a blank required field, a duplicate, a
+place outside the region) sends the row down the full path, which finds and reports
+every problem. The short path reports nothing and changes nothing until the row has
+passed, so the verdict is the same as if every row took the full path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
+from functools import partial
+from typing import cast
 
+from exchanged.core.bsn import ELFPROEF_SUMS, SET_LIMIT, SeenBsns
 from exchanged.core.model import Record
-from exchanged.core.policy_fields import check_value
+from exchanged.core.policy_fields import (
+    REFERENCE_DATES,
+    ShortPlan,
+    Slot,
+    label,
+    plan_columns,
+    read_values,
+    short_plan,
+)
 from exchanged.core.policy_model import (
     ForbiddenGroup,
+    Known,
     Policy,
     PolicyInputError,
     RowError,
     Verdict,
     frozen_map,
+    map_header,
+    route_of,
 )
 from exchanged.core.text import age_on, fold_key
 
@@ -42,62 +64,19 @@ __all__ = [
     "recheck_records",
 ]
 
-# The dates a child's age is measured on, in order of preference.
-_REFERENCE_DATES = ("startdatum_verzuim", "datum_toekenning_vrijstelling")
-
-# Checked values are remembered per field (exports repeat places, schools, dates and
-# names): at most this many per field, so the memo's size does not grow with the file.
-_MEMO_PER_FIELD = 4096
-# Only short values are remembered, so the memo stays small (4096 x 256 characters per
-# field at most) even for an export full of over-long text.
-_MEMO_MAX_LENGTH = 256
-# Field kinds whose values are unique per row: remembering them would only cost memory.
-_UNIQUE_KINDS = frozenset({"bsn"})
-# Seen BSNs: one bit each (the first eight digits decide the ninth), 4096 to a page.
-_PAGE_BITS = 4096
-
-# One planned column of a category: (field, column, label, suffix column, required,
-# memo of checked values or None).
-_Slot = tuple[str, int, str, "int | None", bool, "dict[str, tuple[str | None, str | None]] | None"]
-
-
-class _SeenBsns:
-    """The BSNs of one export seen so far, for the duplicate check, in bounded memory:
-    one bit per BSN in 512-byte pages made on first use (at most 12.5 MB however large
-    the export). Anything that is not a nine-digit number goes to a plain set."""
-
-    __slots__ = ("_other", "_pages")
-
-    def __init__(self) -> None:
-        self._pages: dict[int, bytearray] = {}
-        self._other: set[str] = set()
-
-    def add(self, bsn: str) -> bool:
-        """Remember ``bsn``; True when it was seen before."""
-        if len(bsn) != 9 or not bsn.isascii() or not bsn.isdigit():
-            seen = bsn in self._other
-            self._other.add(bsn)
-            return seen
-        page_number, offset = divmod(int(bsn) // 10, _PAGE_BITS)
-        page = self._pages.get(page_number)
-        if page is None:
-            page = self._pages[page_number] = bytearray(_PAGE_BITS // 8)
-        index, bit = offset >> 3, 1 << (offset & 7)
-        if page[index] & bit:
-            return True
-        page[index] |= bit
-        return False
-
-
-def _label(header: Sequence[str], index: int) -> str:
-    name = header[index].strip() if index < len(header) else ""
-    return name or f"#{index + 1}"
-
-
-def _cell(row: Sequence[str], index: int | None) -> str:
-    if index is None or index >= len(row):
-        return ""
-    return row[index]
+_STARTED, _GRANTED = REFERENCE_DATES
+# Routes worked out per woonplaats, per export.
+_ROUTES_REMEMBERED = 4096
+_LOOKUP: Callable[[dict[str, Known], str], Known] = dict.__getitem__
+_FIRST, _LAST = ELFPROEF_SUMS
+# Record is a frozen dataclass, so its __init__ stores each field through
+# object.__setattr__, which costs a tenth of the short path. Where that is all it
+# does, the short path stores the three slots itself.
+_RECORD_FIELDS = ("category", "fields", "route")
+_SLOTS_ONLY = tuple(f.name for f in dataclasses.fields(Record)) == _RECORD_FIELDS
+_SLOTS_ONLY = _SLOTS_ONLY and not hasattr(Record, "__post_init__")
+_NEW_RECORD = Record.__new__
+_SET_CATEGORY, _SET_FIELDS, _SET_ROUTE = (vars(Record)[f].__set__ for f in _RECORD_FIELDS)
 
 
 class RecordChecker:
@@ -130,7 +109,14 @@ class RecordChecker:
         self._policy = policy
         self._header = [str(h) for h in header]
         self._today = today
+        self._today_iso = today.isoformat() if today else ""
         self._routing = routing
+        self._route_of: dict[str, str] = {}  # woonplaats -> partner, for the short path
+        self._ages = policy.memo.ages
+        self._age_window = partial(
+            policy.memo.age_window, age_from=policy.age_from, age_below=policy.age_below
+        )
+        self._municipality = partial(policy.memo.municipality, policy.region)
         self._skip_out_of_region = (out_of_region or policy.out_of_region) == "skip-and-report"
         self._strict = strict
         self._max_errors = max_errors
@@ -138,13 +124,14 @@ class RecordChecker:
         self._error_count = 0
         self._skipped: list[RowError] = []
         self._count = 0
-        self._seen = _SeenBsns()
-        self._plans: dict[str, tuple[_Slot, ...]] = {}
+        self._seen = SeenBsns()
+        self._plans: dict[str, tuple[Slot, ...]] = {}
         self._routes: Counter[str] = Counter()
-        self._columns: dict[str, int] = {}  # canonical field -> column index
-        self._suffixes: dict[str, int] = {}  # canonical field -> suffix column index
-        self._category_column: int | None = None
-        self._map_header()
+        self._mapped = mapped = map_header(policy, self._header, strict=strict)
+        self._columns = mapped.columns  # canonical field -> column index
+        self._category_column = mapped.category_column
+        for index in mapped.ambiguous:
+            self._error(RowError(0, label(self._header, index), "column-ambiguous"))
         if not self._columns:
             raise PolicyInputError(
                 f"no usable columns: none of the {len(self._header)} column headers is a "
@@ -156,32 +143,11 @@ class RecordChecker:
             )
         self._fixed_category = category
         self._category: str | None = None
+        self._short: ShortPlan | None = None
         if category is not None:
             self._activate(category)
-
-    def _map_header(self) -> None:
-        policy = self._policy
-        for index, name in enumerate(self._header):
-            if self._strict:
-                canonical: str | None = name if name in policy.kinds else None
-                suffix_of = None
-            else:
-                folded = fold_key(name)
-                if folded and folded in policy.category_aliases:
-                    if self._category_column is None:
-                        self._category_column = index
-                    else:
-                        self._error(RowError(0, _label(self._header, index), "column-ambiguous"))
-                    continue
-                canonical = policy.aliases.get(folded)
-                suffix_of = policy.suffix_aliases.get(folded)
-            target, table = (canonical, self._columns) if canonical else (suffix_of, self._suffixes)
-            if target is None:
-                continue
-            if target in table:
-                self._error(RowError(0, _label(self._header, index), "column-ambiguous"))
-            else:
-                table[target] = index
+            if self._category_column is None:
+                self._short = short_plan(policy, category, self._plan(category))
 
     def _activate(self, category: str) -> None:
         """Fix the export's category and judge the header against its allow-list."""
@@ -190,11 +156,11 @@ class RecordChecker:
         if self._strict:
             for field, index in self._columns.items():
                 if field not in allowed:
-                    self._error(RowError(0, _label(self._header, index), "field-not-allowed"))
+                    self._error(RowError(0, label(self._header, index), "field-not-allowed"))
             known = set(self._columns.values())
             for index in range(len(self._header)):
                 if index not in known:
-                    self._error(RowError(0, _label(self._header, index), "field-not-allowed"))
+                    self._error(RowError(0, label(self._header, index), "field-not-allowed"))
         for field in sorted(self._policy.required[category] - self._columns.keys()):
             self._error(RowError(0, field, "column-missing"))
 
@@ -204,39 +170,147 @@ class RecordChecker:
             self._errors.append(error)
 
     def _row_category(self, row_number: int, row: Sequence[str]) -> str | None:
-        raw = _cell(row, self._category_column).strip()
+        index = self._category_column
+        raw = row[index].strip() if index is not None and index < len(row) else ""
         if not raw and self._fixed_category is not None:
             return self._fixed_category  # the common case: no category column
-        label = _label(self._header, self._category_column or 0)
+        where = label(self._header, self._category_column or 0)
         named = None
         if raw:
             named = self._policy.category_values.get(fold_key(raw))
             if named is None:
-                self._error(RowError(row_number, label, "category-unknown"))
+                self._error(RowError(row_number, where, "category-unknown"))
                 return None
         if self._fixed_category is not None:
             if named is not None and named != self._fixed_category:
-                self._error(RowError(row_number, label, "category-mismatch"))
+                self._error(RowError(row_number, where, "category-mismatch"))
                 return None
             return self._fixed_category
         if named is None:
-            self._error(RowError(row_number, label, "category-unknown"))
+            self._error(RowError(row_number, where, "category-unknown"))
             return None
         if self._category is None:
             self._activate(named)
         elif named != self._category:
-            self._error(RowError(row_number, label, "category-mixed"))
+            self._error(RowError(row_number, where, "category-mixed"))
             return None
         return named
 
-    def check(self, row_number: int, row: Sequence[str]) -> Record | None:
+    def check(self, row_number: int, row: Sequence[str]) -> Record | None:  # noqa: PLR0912 - one pass
         """Check one data row (1-based); return its minimised record, or None."""
+        plan = self._short
+        if plan is None:
+            return self._full_path(row_number, row)
+        # The short path (see the module's docstring) runs for nearly every row of every
+        # export, so it is one pass; the rare cases are in the methods it calls.
+        if len(row) <= plan.last:  # a short row
+            return self._full_path(row_number, row)
+        bsn = row[plan.bsn_column]
+        # Nine digits not starting with "00" (for digits, that is bsn >= "01"): what
+        # check_bsn decides for such a number is the elfproef alone.
+        if len(bsn) == 9 and bsn.isdigit() and bsn.isascii() and bsn >= "01":
+            number = int(bsn)
+            if (_FIRST[number // 100_000] + _LAST[number % 100_000]) % 11:  # bsn.elfproef
+                return self._full_path(row_number, row)
+        else:
+            bsn, number = plan.other_bsn(self._policy, bsn, self._today or date.max)
+            if number < 0:
+                return self._full_path(row_number, row)
+        cells: Sequence[str] = plan.cells(row)
+        if (
+            plan.suffix_at >= 0
+            and (suffix := cells[plan.suffix_cell_at])
+            and (suffix := suffix.strip())
+        ):
+            if not (head := cells[plan.suffix_at].strip()):
+                return self._full_path(row_number, row)
+            cells = list(cells)
+            cells[plan.suffix_at] = f"{head} {suffix}"
+        values = plan.template.copy()
+        try:
+            values.update(map(_LOOKUP, plan.tables, cells))
+        except KeyError:  # a cell the memo does not know
+            known = plan.fill(
+                self._policy, cells, today=self._today or date.max, keep=self._in_region
+            )
+            if known is None:
+                return self._full_path(row_number, row)
+            values.update(known)
+        values[plan.bsn_field] = bsn
+        # Each blank cell added its marker last (see policy_model.blank): take it off,
+        # and the field it names, which has no value.
+        if len(values) > plan.size:
+            for _blank in range(len(values) - plan.size):
+                del values[values.popitem()[1]]  # type: ignore[arg-type]
+        born = values.get("geboortedatum")
+        if born is not None:
+            on = values.get(_STARTED) or values.get(_GRANTED) or self._today_iso
+            if on:
+                low, high = self._ages.get(on) or self._age_window(on)  # see text.age_window
+                if born <= low or born > high:
+                    return self._full_path(row_number, row)
+        # A woonplaats here lies in the region: the memo holds no other, and plan.fill
+        # lets no other through.
+        route = None
+        if self._routing is not None:
+            route = self._route_for(values.get("woonplaats"))
+            if route is None:
+                return self._full_path(row_number, row)
+        # The first change, so it comes last: the row passes now, unless it repeats a BSN.
+        key = number // 10
+        numbers = self._seen.numbers
+        if numbers is not None and len(numbers) < SET_LIMIT:
+            if key in numbers:
+                return self._full_path(row_number, row)
+            numbers.add(key)
+        elif self._seen.add_key(key):
+            return self._full_path(row_number, row)
+        self._count += 1
+        if route is not None:
+            self._routes[route] += 1
+        if not _SLOTS_ONLY:
+            return Record(plan.category, cast("dict[str, str]", values), route)
+        record = _NEW_RECORD(Record)
+        _SET_CATEGORY(record, plan.category)
+        _SET_FIELDS(record, values)
+        _SET_ROUTE(record, route)
+        return record
+
+    def _in_region(self, field: str, value: str) -> bool:
+        """False for a woonplaats outside the region (which the memo never holds)."""
+        return (
+            field != "woonplaats"
+            or not self._policy.region
+            or self._municipality(value) is not None
+        )
+
+    def _route_for(self, place: str | None) -> str | None:
+        if place is None or self._routing is None:
+            return None
+        route = self._route_of.get(place)
+        if route is None:
+            municipality = self._municipality(place) if self._policy.region else None
+            route = route_of(self._routing, place, municipality)
+            if route is not None:
+                if len(self._route_of) >= _ROUTES_REMEMBERED:
+                    self._route_of.clear()
+                self._route_of[place] = route
+        return route
+
+    def _full_path(self, row_number: int, row: Sequence[str]) -> Record | None:
         if not "".join(row).strip():
             return None  # blank lines between or after the data are not records
-        category = self._row_category(row_number, row)
+        category = (
+            self._fixed_category  # what _row_category answers, without asking
+            if self._category_column is None
+            else self._row_category(row_number, row)
+        )
         if category is None:
             return None
-        values, errors = self._read_values(row_number, row, category)
+        values, errors = read_values(
+            self._policy, self._plan(category), row_number, row,
+            today=self._today or date.max, keep=self._in_region,
+        )  # fmt: skip
         errors.extend(self._record_checks(row_number, values))
         woonplaats = values.get("woonplaats")
         municipality = None
@@ -250,7 +324,7 @@ class RecordChecker:
                 errors.append(where)
         route = None
         if self._routing is not None:
-            route = _route(self._routing, woonplaats, municipality)
+            route = route_of(self._routing, woonplaats, municipality)
             if route is None:
                 label = self._field_label("woonplaats")
                 errors.append(RowError(row_number, label, "route-unknown"))
@@ -263,66 +337,17 @@ class RecordChecker:
             self._routes[route] += 1
         return Record(category=category, fields=values, route=route)
 
-    def _plan(self, category: str) -> tuple[_Slot, ...]:
-        """The allowed columns of ``category`` in header order, with what checking each
-        needs, worked out once per export instead of once per row."""
+    def _plan(self, category: str) -> tuple[Slot, ...]:
         plan = self._plans.get(category)
         if plan is None:
-            allowed = self._policy.allowed[category]
-            required = self._policy.required[category]
-            plan = tuple(
-                (
-                    field, index, _label(self._header, index), self._suffixes.get(field),
-                    field in required,
-                    None if self._policy.kinds.get(field) in _UNIQUE_KINDS else {},
-                )
-                for field, index in self._columns.items()
-                # never read: a dropped column's value goes nowhere
-                if field in allowed
-            )  # fmt: skip
-            self._plans[category] = plan
+            plan = self._plans[category] = plan_columns(
+                self._policy, category, self._header, self._mapped, today=self._today
+            )
         return plan
-
-    def _read_values(
-        self, row_number: int, row: Sequence[str], category: str
-    ) -> tuple[dict[str, str], list[RowError]]:
-        """Read, check and normalise the allowed fields of one row, and only those."""
-        policy = self._policy
-        today = self._today or date.max
-        errors: list[RowError] = []
-        values: dict[str, str] = {}
-        width = len(row)
-        for field, index, label, suffix_index, required, memo in self._plan(category):
-            raw = row[index].strip() if index < width else ""
-            if suffix_index is not None and suffix_index < width:
-                suffix = row[suffix_index].strip()
-                if suffix and not raw:
-                    errors.append(RowError(row_number, label, "huisnummer-invalid"))
-                    continue
-                if suffix:
-                    raw = f"{raw} {suffix}"
-            if not raw:
-                if required:
-                    errors.append(RowError(row_number, label, "missing"))
-                continue
-            if memo is None:
-                value, code = check_value(policy, field, raw, today)
-            else:
-                checked = memo.get(raw)
-                if checked is None:
-                    checked = check_value(policy, field, raw, today)
-                    if len(memo) < _MEMO_PER_FIELD and len(raw) <= _MEMO_MAX_LENGTH:
-                        memo[raw] = checked
-                value, code = checked
-            if code is not None:
-                errors.append(RowError(row_number, label, code))
-            elif value is not None:
-                values[field] = value
-        return values, errors
 
     def _field_label(self, field: str) -> str:
         index = self._columns.get(field)
-        return field if index is None else _label(self._header, index)
+        return field if index is None else label(self._header, index)
 
     def _record_checks(self, row_number: int, values: dict[str, str]) -> list[RowError]:
         errors: list[RowError] = []
@@ -331,7 +356,11 @@ class RecordChecker:
             errors.append(RowError(row_number, self._field_label("bsn"), "bsn-duplicate"))
         born = values.get("geboortedatum")
         if born is not None:
-            reference = next((values[f] for f in _REFERENCE_DATES if f in values), None)
+            reference = None
+            for name in REFERENCE_DATES:
+                reference = values.get(name)
+                if reference is not None:
+                    break
             on = date.fromisoformat(reference) if reference else self._today
             if on is not None:
                 age = age_on(date.fromisoformat(born), on)
@@ -347,10 +376,11 @@ class RecordChecker:
         allowed = self._policy.allowed.get(self._category or "", frozenset())
         kept = sorted(f for f in self._columns if f in allowed)
         used = {i for f, i in self._columns.items() if f in allowed}
-        used |= {i for f, i in self._suffixes.items() if f in allowed and f in self._columns}
+        suffixes = self._mapped.suffixes
+        used |= {i for f, i in suffixes.items() if f in allowed and f in self._columns}
         if self._category_column is not None:
             used.add(self._category_column)
-        dropped = tuple(_label(self._header, i) for i in range(len(self._header)) if i not in used)
+        dropped = tuple(label(self._header, i) for i in range(len(self._header)) if i not in used)
         return Verdict(
             category=self._category,
             records=self._count,
@@ -361,18 +391,6 @@ class RecordChecker:
             skipped=tuple(self._skipped),
             error_count=self._error_count,
         )
-
-
-def _route(
-    routing: Mapping[str, str], woonplaats: str | None, municipality: str | None
-) -> str | None:
-    # A village listed on its own wins over its municipality.
-    for place in (woonplaats, municipality):
-        if place is not None:
-            partner = routing.get(fold_key(place))
-            if partner is not None:
-                return partner
-    return None
 
 
 def recheck_records(
@@ -387,8 +405,8 @@ def recheck_records(
     Any field outside the category's allow-list is an error here, not a dropped column:
     the partner over-disclosed and the message must be refused.
     """
-    rows = [dict(r) for r in records]
-    header = sorted({name for r in rows for name in r})
+    rows = list(records)
+    header = sorted(set().union(*rows))
     try:
         checker = RecordChecker(policy, header, category=category, today=today, strict=True)
     except PolicyInputError:
