@@ -441,7 +441,21 @@ class _Run:
             proxy.resume()
             party.sshd.start()
             if party.process is None:
+                mark = party.log_path.stat().st_size if party.log_path.exists() else 0
                 self.restart(party)
+                # Up before anything else happens to it: when every export is already
+                # receipted, the final stop would otherwise reach a daemon still
+                # starting its interpreter, and count as an unclean stop.
+                self.wait_ready(party, mark)
+
+    def wait_ready(self, party: Party, mark: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with party.log_path.open("rb") as handle:
+                handle.seek(mark)
+                if b'"service_ready"' in handle.read():
+                    return
+            time.sleep(0.05)
 
     def progress(self) -> None:
         parts = []
