@@ -315,11 +315,18 @@ class Receiver:
         path.unlink(missing_ok=True)
 
     def _accept_receipt(self, partner: Partner, message: envelope.Message) -> None:
+        found: list[Detection] = []
         with self._journal.transaction():  # one commit for all the answers it carries
             for receipt in envelope.decode_receipts(message.body):
-                self._accept_answer(partner, receipt)
+                self._accept_answer(partner, receipt, found)
+        # Raised once the states are committed: raising one may seal and queue a notice
+        # to the partner, which must not ride on (or roll back with) this transaction.
+        for detection in found:
+            self._incident(detection)
 
-    def _accept_answer(self, partner: Partner, receipt: envelope.Receipt) -> None:
+    def _accept_answer(
+        self, partner: Partner, receipt: envelope.Receipt, found: list[Detection]
+    ) -> None:
         answered = receipt.in_reply_to.value
         row = self._journal.outgoing(answered)
         problem = None
@@ -328,7 +335,7 @@ class Receiver:
         elif row["sha256"] != receipt.received_sha256:
             problem = "received-sha256-mismatch"
         if problem is not None:
-            self._incident(Detection("receipt-invalid", partner.id, answered, problem))
+            found.append(Detection("receipt-invalid", partner.id, answered, problem))
             return
         assert row is not None  # noqa: S101 -- checked above
         if row["state"] not in _AWAITING:
@@ -346,7 +353,7 @@ class Receiver:
             )  # fmt: skip
         else:
             self._journal.update_outgoing(answered, now=now, state=step.state)
-            self._incident(Detection("receipt-failed", partner.id, answered, receipt.disposition))
+            found.append(Detection("receipt-failed", partner.id, answered, receipt.disposition))
 
     def _quarantine(self, path: Path, partner: Partner, reason: str) -> None:
         """Move a file we will not process out of the channel, under a name of our own
