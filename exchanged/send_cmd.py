@@ -14,6 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
+from exchanged.adapters.files import free_name
 from exchanged.commandline import DEFAULT_CONFIG, CommandParser, run_command
 from exchanged.config import CATEGORY_FROM_COLUMN, CATEGORY_FROM_SUBFOLDER, Outbox, load_config
 from exchanged.core.model import CATEGORIES
@@ -68,11 +69,7 @@ def _place(source: Path, folder: Path) -> Path:
             os.fsync(out.fileno())
         # Not os.link: for a moment the file would have two names, and the daemon
         # refuses hard links in an outbox (rightly). A rename to a free name instead.
-        target = folder / source.name
-        counter = 1
-        while target.exists():
-            target = folder / f"{source.stem}.{counter}{source.suffix}"
-            counter += 1
+        target = free_name(folder, source.name)
         temporary.rename(target)
         return target
     finally:

@@ -18,6 +18,7 @@ from typing import BinaryIO
 __all__ = [
     "atomic_writer",
     "ensure_private_dir",
+    "free_name",
     "fsync_dir",
     "move_into",
     "open_regular_nofollow",
@@ -98,15 +99,22 @@ def open_regular_nofollow(path: Path) -> tuple[int, os.stat_result]:
     return fd, info
 
 
+def free_name(folder: Path, name: str) -> Path:
+    """``folder / name``, or its first numbered variant (``lijst.1.csv``) not taken."""
+    target = folder / name
+    stem, suffix = target.stem, target.suffix
+    counter = 1
+    while target.exists():
+        target = folder / f"{stem}.{counter}{suffix}"
+        counter += 1
+    return target
+
+
 def move_into(source: Path, folder: Path, folder_mode: int = 0o700) -> Path:
     """Move ``source`` into ``folder`` under its own name (or a numbered variant if that
     is taken), durably. Same file system only: a rename, never a copy."""
     ensure_private_dir(folder, folder_mode)
-    target = folder / source.name
-    counter = 1
-    while target.exists():
-        target = folder / f"{source.stem}.{counter}{source.suffix}"
-        counter += 1
+    target = free_name(folder, source.name)
     source.rename(target)
     fsync_dir(folder)
     fsync_dir(source.parent)
