@@ -167,10 +167,8 @@ class Sender:
         seals: list[tuple[_Group, PendingSeal]] = []
         try:
             for group in groups.values():
-                partner = self._config.partners[group.partner]
-                ciphertext = self._spool / f"{group.message_id.value}.pgp"
-                seals.append((group, self._gpg.begin_seal(group.plaintext, ciphertext,
-                                                          partner.fingerprint)))  # fmt: skip
+                mid = group.message_id.value
+                seals.append((group, self._begin_seal_file(mid, group.partner, group.plaintext)))
         except BaseException:
             for _, pending in seals:
                 pending.abandon()
@@ -185,9 +183,8 @@ class Sender:
         sealed: list[tuple[_Group, tuple[str, int]]] = []
         try:
             for group, pending in seals:
-                pending.finish()
-                group.plaintext.unlink()
-                sealed.append((group, sha256_file(self._spool / f"{group.message_id.value}.pgp")))
+                digest_size = self._end_seal_file(pending, group.message_id.value, group.plaintext)
+                sealed.append((group, digest_size))
         except BaseException:
             for _, pending in seals[len(sealed) + 1 :]:
                 pending.abandon()
@@ -407,10 +404,21 @@ class Sender:
 
     def _seal_file(self, message_id: str, partner: str, plaintext: Path) -> tuple[str, int]:
         """Seal ``plaintext`` into the spool; return the ciphertext's (sha256, size)."""
+        pending = self._begin_seal_file(message_id, partner, plaintext)
+        return self._end_seal_file(pending, message_id, plaintext)
+
+    def _begin_seal_file(self, message_id: str, partner: str, plaintext: Path) -> PendingSeal:
         ciphertext = self._spool / f"{message_id}.pgp"
-        self._gpg.seal(plaintext, ciphertext, self._config.partners[partner].fingerprint)
+        return self._gpg.begin_seal(
+            plaintext, ciphertext, self._config.partners[partner].fingerprint
+        )
+
+    def _end_seal_file(
+        self, pending: PendingSeal, message_id: str, plaintext: Path
+    ) -> tuple[str, int]:
+        pending.finish()
         plaintext.unlink()
-        return sha256_file(ciphertext)
+        return sha256_file(self._spool / f"{message_id}.pgp")
 
     def _mark_sealed(
         self,
