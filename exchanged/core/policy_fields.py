@@ -313,9 +313,10 @@ class ShortPlan:
             key = cells[position]
             slot = self.slots[position]
             if slot is None:
-                found: Known = (self.bsn_field, "")
-                policy.memo.remember(self.passed, key, found)
-                got[position] = found
+                # A suffix cell is judged only with its huisnummer, after this, so it is
+                # never remembered: a cell that fails there (even a BSN typed into the
+                # Toevoeging column) must not stay in the shared memo.
+                got[position] = (self.bsn_field, "")
                 continue
             field, _index, _label, _suffix, required, table = slot
             if raw := key.strip():

@@ -263,3 +263,17 @@ def test_age_window_says_what_age_on_says(born: date, on: date, age_from: int, s
     low, high = age_window(on.isoformat(), age_from, age_from + span)
     in_range = age_from <= age_on(born, on) < age_from + span
     assert (low < born.isoformat() <= high) == in_range
+
+
+def test_a_bsn_typed_into_the_suffix_column_is_not_remembered() -> None:
+    policy = dataclasses.replace(default_policy())
+    header, rows = synthetic_rows(seeded_rng(5), "langdurig-verzuim", 3, today=TODAY)
+    header = ["Toevoeging", *header]  # before the huisnummer: read first
+    secret = generate_bsn(seeded_rng(6))
+    checker = RecordChecker(policy, header, category="langdurig-verzuim", today=TODAY)
+    for number, row in enumerate(rows, start=1):
+        checker.check(number, [secret if number == 2 else "", *row])
+    assert not checker.finish().accepted  # huisnummer with that suffix is invalid
+    tables = list(policy.memo._tables.values())
+    held = {key for table in tables for key in table} | {v for t in tables for _, v in t.values()}
+    assert secret not in held
