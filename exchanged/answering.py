@@ -108,20 +108,29 @@ class Answers:
             self._gpg.seal(plaintext, ciphertext, partner.fingerprint)
         finally:
             plaintext.unlink(missing_ok=True)
+        try:
+            self._journal_receipt(partner, rows, receipt_id.value, ciphertext)
+        except BaseException:
+            ciphertext.unlink(missing_ok=True)  # no row owns it: the retry seals anew
+            raise
+        self._enqueue(partner.id, receipt_id.value)
+        return receipt_id.value
+
+    def _journal_receipt(
+        self, partner: Partner, rows: Sequence[sqlite3.Row], receipt_id: str, ciphertext: Path
+    ) -> None:
         digest, size = sha256_file(ciphertext)
         with self._journal.transaction():
             self._journal.add_outgoing(
-                receipt_id.value, partner.id, kind="receipt", state=OutState.SEALED,
+                receipt_id, partner.id, kind="receipt", state=OutState.SEALED,
                 now=self._clock(),
                 in_reply_to=rows[0]["message_id"] if len(rows) == 1 else None,
             )  # fmt: skip
-            self._journal.update_outgoing(receipt_id.value, now=self._clock(), sha256=digest,
+            self._journal.update_outgoing(receipt_id, now=self._clock(), sha256=digest,
                                           size=size)  # fmt: skip
             for row in rows:
                 self._journal.update_incoming(row["message_id"], now=self._clock(),
-                                              receipt_id=receipt_id.value)  # fmt: skip
-        self._enqueue(partner.id, receipt_id.value)
-        return receipt_id.value
+                                              receipt_id=receipt_id)  # fmt: skip
 
     def _done(self, answered: Sequence[tuple[str, Path]]) -> None:
         with self._journal.transaction():

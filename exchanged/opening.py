@@ -74,9 +74,7 @@ class Opener:
     def open(self, wire_id: str, copy: Copy, plaintext: Path) -> Opened:
         """Decrypt and verify ``copy`` into ``plaintext`` (see ``Gpg.open``)."""
         prepared = self._prepared.pop(wire_id, None)
-        if prepared is None or prepared.copy != copy:
-            if prepared is not None:
-                prepared.plaintext.unlink(missing_ok=True)
+        if prepared is None:  # ``copy`` dropped a prepared copy that was out of date
             return self._gpg.open(copy.path, plaintext)
         if prepared.opened.failure is None:
             prepared.plaintext.replace(plaintext)
@@ -98,10 +96,14 @@ class Opener:
         pairs = [(copy.path, copy.path.with_suffix(".json")) for _, copy, _ in copies]
         try:
             verdicts = self._gpg.open_many(pairs)
-        except (LocalSystemError, OSError):
-            for _, copy, _ in copies:
-                copy.path.unlink(missing_ok=True)
-            return 0  # each file's own attempt will say what is wrong
+        except BaseException as exc:
+            # Plaintexts of a batch may already be in place: nothing stays behind.
+            for ciphertext, plaintext in pairs:
+                ciphertext.unlink(missing_ok=True)
+                plaintext.unlink(missing_ok=True)
+            if isinstance(exc, (LocalSystemError, OSError)):
+                return 0  # each file's own attempt will say what is wrong
+            raise
         for (wire_id, copy, identity), (_, plaintext), opened in zip(
             copies, pairs, verdicts, strict=True
         ):

@@ -172,8 +172,15 @@ class Sender:
         except BaseException:
             for _, pending in seals:
                 pending.abandon()
+            self._drop_attempt(groups.values())
             raise
         return functools.partial(self._finish, path, outbox, seals)
+
+    def _drop_attempt(self, groups: Iterable[_Group]) -> None:
+        """Nothing of a failed attempt stays (no plaintext, no row): the file is still in
+        the outbox and the retry starts it over."""
+        for group in groups:
+            self._discard(group.message_id.value, rejected=False)
 
     def _finish(self, path: Path, outbox: Outbox, seals: list[tuple[_Group, PendingSeal]]) -> None:
         # Every message of the file is sealed before any is journaled as sealed, and all
@@ -188,10 +195,7 @@ class Sender:
         except BaseException:
             for _, pending in seals[len(sealed) + 1 :]:
                 pending.abandon()
-            # Nothing of this attempt stays (no plaintext, no row): the file is still in
-            # the outbox and the retry starts it over.
-            for group, _ in seals:
-                self._discard(group.message_id.value, rejected=False)
+            self._drop_attempt(group for group, _ in seals)
             raise
         now = self._clock()
         with self._journal.transaction():

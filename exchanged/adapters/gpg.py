@@ -290,11 +290,11 @@ class Gpg:
             return  # one message: ``open`` costs the same and says more on failure
         names = [str(messages[i][0].resolve()) for i in batch]
         outputs = [Path(name).with_suffix("") for name in names]
-        for output in outputs:
-            output.unlink(missing_ok=True)
-            # Created 0600 first: gpg keeps the mode of a file it overwrites.
-            os.close(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
+            for output in outputs:
+                output.unlink(missing_ok=True)
+                # Created 0600 first: gpg keeps the mode of a file it overwrites.
+                os.close(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             code, events = self._run("--multifile", "--decrypt", "--", *names)
             per_file = split_files(events, names)
             if code != 0 or per_file is None:
