@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if not args.file.is_file():
-        raise OperatorInputError(f"{args.file} is not a file")
+        raise OperatorInputError("the file given does not exist or is not a regular file")
     outbox = next((o for o in config.outboxes if o.partner == args.to), None)
     if outbox is None:
         known = ", ".join(sorted({o.partner for o in config.outboxes if o.partner})) or "none"

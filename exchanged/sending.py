@@ -508,7 +508,10 @@ class Sender:
             partner=outbox.partner,
             error_count=len(errors),
             error_codes=sorted({e.code for e in errors}) or ["unreadable"],
-            first_errors=[{"row": e.row, "column": e.column, "code": e.code} for e in errors[:5]],
+            # Row and code only: a column label is the export's own header text, which
+            # in a file without a header row is a child's data (the report in
+            # rejected/ names the columns, for the operator).
+            first_errors=[{"row": e.row, "code": e.code} for e in errors[:5]],
         )
 
 

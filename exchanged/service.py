@@ -555,9 +555,14 @@ class Service:
         except Exception as exc:
             # The register failing must not hide the incident: say it in the log at least,
             # and fail the unit of work so it is retried (the file stays where it is).
-            self._log.critical("incident_register_failed", kind=detection.kind,
-                               partner=detection.partner, exc_info=True)  # fmt: skip
-            raise LocalSystemError(f"the incident register cannot be written: {exc}") from exc
+            # The type only, as _guard does: an exception's text could quote a value.
+            self._log.critical(
+                "incident_register_failed", kind=detection.kind, partner=detection.partner,
+                error_type=type(exc).__name__,
+            )  # fmt: skip
+            raise LocalSystemError(
+                f"the incident register cannot be written ({type(exc).__name__})"
+            ) from exc
 
     def _host_key_mismatch(self, partner: Partner, message: str) -> None:
         self._log.error("host_key_mismatch", partner=partner.id, error=message)
