@@ -307,15 +307,17 @@ class ShortPlan:
         checked and remembered; None when one fails or a required one is blank (the full
         path then says why)."""
         got = list(map(_GET, self.tables, cells))
+        suffix: str | None = None
         position = -1
         for _unknown in range(got.count(None)):
             position = got.index(None, position + 1)
             key = cells[position]
             slot = self.slots[position]
             if slot is None:
-                # A suffix cell is judged only with its huisnummer, after this, so it is
-                # never remembered: a cell that fails there (even a BSN typed into the
-                # Toevoeging column) must not stay in the shared memo.
+                # A suffix cell is judged only with its huisnummer, so it is remembered
+                # once the whole loop passed: a cell that fails (even a BSN typed into
+                # the Toevoeging column) never stays in the shared memo.
+                suffix = key
                 got[position] = (self.bsn_field, "")
                 continue
             field, _index, _label, _suffix, required, table = slot
@@ -331,6 +333,8 @@ class ShortPlan:
             if table is not None:
                 policy.memo.remember(table, key, found)
             got[position] = found
+        if suffix is not None:
+            policy.memo.remember(self.passed, suffix, (self.bsn_field, ""))
         return got  # type: ignore[return-value]
 
 
