@@ -30,7 +30,7 @@ from datetime import date
 from functools import partial
 from typing import cast
 
-from exchanged.core.bsn import ELFPROEF_SUMS, SET_LIMIT, SeenBsns
+from exchanged.core.bsn import SeenBsns, elfproef
 from exchanged.core.model import Record
 from exchanged.core.policy_fields import (
     REFERENCE_DATES,
@@ -68,7 +68,6 @@ _STARTED, _GRANTED = REFERENCE_DATES
 # Routes worked out per woonplaats, per export.
 _ROUTES_REMEMBERED = 4096
 _LOOKUP: Callable[[dict[str, Known], str], Known] = dict.__getitem__
-_FIRST, _LAST = ELFPROEF_SUMS
 # Record is a frozen dataclass, so its __init__ stores each field through
 # object.__setattr__, which costs a tenth of the short path. Where that is all it
 # does, the short path stores the three slots itself.
@@ -210,7 +209,7 @@ class RecordChecker:
         # check_bsn decides for such a number is the elfproef alone.
         if len(bsn) == 9 and bsn.isdigit() and bsn.isascii() and bsn >= "01":
             number = int(bsn)
-            if (_FIRST[number // 100_000] + _LAST[number % 100_000]) % 11:  # bsn.elfproef
+            if not elfproef(number):
                 return self._full_path(row_number, row)
         else:
             bsn, number = plan.other_bsn(self._policy, bsn, self._today or date.max)
@@ -257,13 +256,7 @@ class RecordChecker:
             if route is None:
                 return self._full_path(row_number, row)
         # The first change, so it comes last: the row passes now, unless it repeats a BSN.
-        key = number // 10
-        numbers = self._seen.numbers
-        if numbers is not None and len(numbers) < SET_LIMIT:
-            if key in numbers:
-                return self._full_path(row_number, row)
-            numbers.add(key)
-        elif self._seen.add_key(key):
+        if self._seen.add_key(number // 10):
             return self._full_path(row_number, row)
         self._count += 1
         if route is not None:

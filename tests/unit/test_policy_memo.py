@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchanged.core import bsn as bsn_module
-from exchanged.core import policy as policy_module
 from exchanged.core.bsn import SeenBsns
 from exchanged.core.model import CATEGORIES, Record
 from exchanged.core.policy import RecordChecker, Verdict, recheck_records
@@ -211,7 +210,6 @@ def test_duplicates_are_found_across_the_move_from_set_to_pages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(bsn_module, "SET_LIMIT", 8)
-    monkeypatch.setattr(policy_module, "SET_LIMIT", 8)
     header, rows = synthetic_rows(seeded_rng(4), "absoluut-verzuim", 20, today=TODAY)
     rows += [rows[2], rows[15], list(rows[5])]
     rows[-1][0] = f"{rows[5][0][:4]}.{rows[5][0][4:6]}.{rows[5][0][6:]}"  # another spelling
