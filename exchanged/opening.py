@@ -121,13 +121,13 @@ class Opener:
         prepared.plaintext.unlink(missing_ok=True)
 
     def _snapshot(self, path: Path, target: Path) -> tuple[Copy, tuple[int, int, int]]:
+        self._work.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise NotARegularFile from None
             raise LocalSystemError(f"cannot open an incoming file: {exc.strerror}") from None
-        self._work.mkdir(mode=0o700, parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
         with os.fdopen(fd, "rb") as source:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,6 @@ __all__ = [
     "free_name",
     "fsync_dir",
     "move_into",
-    "open_regular_nofollow",
     "sha256_file",
     "write_atomic",
 ]
@@ -84,19 +82,6 @@ def sha256_file(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-def open_regular_nofollow(path: Path) -> tuple[int, os.stat_result]:
-    """Open a file for reading without following a symlink; refuse non-regular files.
-
-    Returns the descriptor and its fstat, so the caller checks the file it actually
-    opened (no race between a check and the open)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise IsADirectoryError(f"{path.name} is not a regular file")
-    return fd, info
 
 
 def free_name(folder: Path, name: str) -> Path:
