@@ -1,11 +1,15 @@
 """The send path for one operator file: read, minimise, seal, archive, hand to upload.
 
 Order matters for crash safety (see core/machine.py): the journal learns of each
-message before its plaintext exists, the ciphertext is complete in the spool before
-the journal says ``sealed``, and the operator's file moves to ``sent/`` only after
+message before gpg starts on it, the ciphertext is complete in the spool before the
+journal says ``sealed``, and the operator's file moves to ``sent/`` only after
 every message made from it is sealed. A restart finds the file either still in the
 outbox with nothing sealed (start again; the journal rows of the attempt are dropped)
 or sealed (finish archiving and upload).
+
+A message's plaintext never exists on disk: records stream from the policy engine
+straight into gpg (``Gpg.begin_seal``), which encrypts them while the rest of the file
+is still being read.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from exchanged.adapters.disclosures import DisclosureRegister
 from exchanged.adapters.files import move_into, sha256_file, write_atomic
-from exchanged.adapters.gpg import Gpg, PendingSeal
+from exchanged.adapters.gpg import Gpg
+from exchanged.adapters.gpg_run import PendingSeal, PlaintextSink
 from exchanged.adapters.journal import Journal
 from exchanged.adapters.readers import open_table
 from exchanged.config import CATEGORY_FROM_COLUMN, CATEGORY_FROM_SUBFOLDER, Config, Outbox
@@ -30,14 +35,15 @@ from exchanged.core.disclosure import bsn_hash
 from exchanged.core.machine import OutState
 from exchanged.core.model import MessageId, Record
 from exchanged.core.policy import Policy, PolicyInputError, RecordChecker, RowError, Verdict
-from exchanged.errors import LocalSystemError, OperatorInputError
+from exchanged.disclosed import DisclosedHashes
+from exchanged.errors import OperatorInputError
 from exchanged.outbox import opened_export
 from exchanged.rejection_report import render_rejection_report
 
 __all__ = ["Sender"]
 
 _PROGRESS_ROWS = 20_000
-# Keyed BSN hashes are read back from their spool file this many at a time.
+# Keyed BSN hashes are checked against the register this many at a time.
 _HASH_BATCH = 10_000
 _SEALED_OR_LATER = frozenset(
     {OutState.SEALED, OutState.UPLOADED, OutState.OVERDUE, OutState.RECEIPTED, OutState.REFUSED}
@@ -46,36 +52,21 @@ _SEALED_OR_LATER = frozenset(
 
 @dataclass(slots=True)
 class _Group:
-    """One message being written: all records for one (partner, category)."""
+    """One message being written: all records for one (partner, category), streaming
+    into the gpg run that seals it."""
 
     message_id: MessageId
     partner: str
     category: str
-    plaintext: Path
-    handle: IO[str]
-    # Keyed BSN hashes for the disclosure register, each with the row it came from (for
-    # the rejection report when a subject's processing has ended): "<hash> <row>" lines
-    # in a spool file, so memory stays flat however large the export.
-    hashes: Path
-    hash_handle: IO[str] | None
+    seal: PendingSeal
+    sink: PlaintextSink
+    hashes: DisclosedHashes
     count: int = 0
 
-    def close(self) -> None:
-        self.handle.close()
-        if self.hash_handle is not None:
-            self.hash_handle.close()
-            self.hash_handle = None
-
-
-def _hash_lines(path: Path) -> Iterator[tuple[str, int]]:
-    """(keyed BSN hash, row number) pairs from a group's hash file, streamed."""
-    if not path.exists():
-        # Never register "no disclosures" for a message that carried records.
-        raise LocalSystemError(f"the disclosure list {path.name} of a sealed message is gone")
-    with path.open(encoding="ascii") as handle:
-        for line in handle:
-            digest, _, row = line.partition(" ")
-            yield digest, int(row)
+    def drop(self) -> None:
+        """Stop gpg and forget what was written (the attempt failed)."""
+        self.seal.abandon()
+        self.hashes.discard()
 
 
 def _batches(pairs: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
@@ -126,12 +117,13 @@ class Sender:
             finish()
 
     def begin(self, path: Path, outbox: Outbox) -> Callable[[], None] | None:
-        """``take`` in two steps: read, minimise and start gpg now; the returned step
-        (None when there is nothing left to do) waits for gpg and finishes. The service
-        begins the next file before finishing this one, so gpg seals on its own core
-        while Python minimises the next export. Until the second step has run, the
-        file is in the outbox and its messages are not sealed: a crash or a failure of
-        either step starts the file over, as ``take`` would."""
+        """``take`` in two steps: read and minimise now, the records streaming into gpg
+        as they pass; the returned step (None when there is nothing left to do) waits
+        for gpg and finishes. The service begins the next file before finishing this
+        one, so gpg's last work on one export overlaps the reading of the next. Until
+        the second step has run, the file is in the outbox and its messages are not
+        sealed: a crash or a failure of either step starts the file over, as ``take``
+        would."""
         with opened_export(path) as (key, source):
             return self._take(path, source, key, outbox)
 
@@ -161,41 +153,29 @@ class Sender:
             return None
         if not verdict.accepted:
             for group in groups.values():
+                group.drop()
                 self._discard(group.message_id.value, rejected=True)
             self._reject(path, outbox, verdict=verdict)
             return None
-        seals: list[tuple[_Group, PendingSeal]] = []
-        try:
-            for group in groups.values():
-                mid = group.message_id.value
-                seals.append((group, self._begin_seal_file(mid, group.partner, group.plaintext)))
-        except BaseException:
-            for _, pending in seals:
-                pending.abandon()
-            self._drop_attempt(groups.values())
-            raise
-        return functools.partial(self._finish, path, outbox, seals)
+        return functools.partial(self._finish, path, outbox, list(groups.values()))
 
-    def _drop_attempt(self, groups: Iterable[_Group]) -> None:
-        """Nothing of a failed attempt stays (no plaintext, no row): the file is still in
-        the outbox and the retry starts it over."""
-        for group in groups:
-            self._discard(group.message_id.value, rejected=False)
-
-    def _finish(self, path: Path, outbox: Outbox, seals: list[tuple[_Group, PendingSeal]]) -> None:
+    def _finish(self, path: Path, outbox: Outbox, groups: list[_Group]) -> None:
         # Every message of the file is sealed before any is journaled as sealed, and all
         # are journaled in one transaction: a crash or a local failure half-way leaves
         # none sealed, so the retry starts the whole file over. Marking them one by one
         # would let the retry archive the file with some never sealed.
         sealed: list[tuple[_Group, tuple[str, int]]] = []
         try:
-            for group, pending in seals:
-                digest_size = self._end_seal_file(pending, group.message_id.value, group.plaintext)
-                sealed.append((group, digest_size))
+            for group in groups:
+                sealed.append((group, self._end_seal(group.seal, group.message_id.value)))
         except BaseException:
-            for _, pending in seals[len(sealed) + 1 :]:
-                pending.abandon()
-            self._drop_attempt(group for group, _ in seals)
+            # Nothing of a failed attempt stays (no ciphertext, no row): the file is
+            # still in the outbox and the retry starts it over.
+            for group in groups[len(sealed) + 1 :]:
+                group.seal.abandon()
+            for group in groups:
+                group.hashes.discard()
+                self._discard(group.message_id.value, rejected=False)
             raise
         now = self._clock()
         with self._journal.transaction():
@@ -204,12 +184,12 @@ class Sender:
                     group.message_id.value, now=now, state=OutState.MINIMISED,
                     record_count=group.count,
                 )  # fmt: skip
-                disclosed = (h for h, _row in _hash_lines(group.hashes))
+                disclosed = (h for h, _row in group.hashes)
                 self._mark_sealed(group.message_id.value, group.partner, digest, size,
                                   what=group.category, count=group.count,
                                   disclosed=disclosed)  # fmt: skip
         for group, _ in sealed:
-            group.hashes.unlink(missing_ok=True)
+            group.hashes.discard()
         self._archive(path, outbox, [g.message_id.value for g, _ in sealed], "sent")
         for group, _ in sealed:
             self._enqueue(group.partner, group.message_id.value)
@@ -252,9 +232,9 @@ class Sender:
         count: int,
         disclosed: Iterable[str],
     ) -> str:
-        """Journal first, then plaintext, seal, and ``sealed`` with the register rows in
-        one transaction; queue the upload. A failure before ``sealed`` leaves nothing:
-        no row, no plaintext, no ciphertext."""
+        """Journal first, then seal, and ``sealed`` with the register rows in one
+        transaction; queue the upload. A failure before ``sealed`` leaves nothing: no
+        row, no ciphertext."""
         message_id = MessageId.new()
         now = self._clock()
         category = what if kind in ("export", "correction") else None
@@ -264,13 +244,20 @@ class Sender:
         )  # fmt: skip
         try:
             header = envelope.Header(kind, message_id, self._config.party, partner, _utc(now))
-            self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-            plaintext = self._spool / f"{message_id.value}.json"
-            write_atomic(plaintext, encode(header))
-            self._journal.update_outgoing(message_id.value, now=now, state=OutState.MINIMISED,
-                                          record_count=count)  # fmt: skip
-            self._seal(message_id.value, partner, plaintext, what=what, count=count,
-                       disclosed=disclosed, kind=kind)  # fmt: skip
+            seal, sink = self._begin_seal(message_id.value, partner)
+            try:
+                for chunk in encode(header):
+                    sink.write_bytes(chunk)
+            except BaseException:
+                seal.abandon()
+                raise
+            digest, size = self._end_seal(seal, message_id.value)
+            with self._journal.transaction():
+                self._journal.update_outgoing(
+                    message_id.value, now=now, state=OutState.MINIMISED, record_count=count
+                )
+                self._mark_sealed(message_id.value, partner, digest, size, what=what,
+                                  count=count, disclosed=disclosed, kind=kind)  # fmt: skip
         except BaseException:
             row = self._journal.outgoing(message_id.value)
             if row is None or row["state"] in (OutState.DETECTED, OutState.MINIMISED):
@@ -306,18 +293,17 @@ class Sender:
                     if record is not None:
                         self._write(groups, record, outbox, path, key, row_number=number)
                 for group in groups.values():  # complete the hash files before reading them
-                    if group.hash_handle is not None:
-                        group.hash_handle.close()
-                        group.hash_handle = None
+                    group.hashes.close()
                 verdict = self._refuse_ended(groups, checker.finish())
+            if verdict.accepted:
+                for group in groups.values():
+                    group.sink.write(envelope.export_tail(group.count))
+                    group.sink.close()  # end of input: gpg finishes on its own meanwhile
         except BaseException:
             for group in groups.values():
-                group.close()
+                group.drop()
                 self._discard(group.message_id.value, rejected=True)
             raise
-        for group in groups.values():
-            group.handle.write(envelope.export_tail(group.count))
-            group.close()
         return groups, verdict
 
     def _write(
@@ -342,10 +328,11 @@ class Sender:
                 now=self._clock(), category=record.category, source_key=key,
                 source_path=str(path),
             )  # fmt: skip
-            self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-            plaintext = self._spool / f"{message_id.value}.json"
-            handle = plaintext.open("w", encoding="utf-8")
-            plaintext.chmod(0o600)
+            try:
+                seal, sink = self._begin_seal(message_id.value, partner)
+            except BaseException:
+                self._discard(message_id.value, rejected=False)
+                raise
             header = envelope.Header(
                 kind="export",
                 message_id=message_id,
@@ -353,19 +340,14 @@ class Sender:
                 recipient=partner,
                 created_at=_utc(self._clock()),
             )
-            handle.write(envelope.export_head(header, record.category))
-            hashes = self._spool / f"{message_id.value}.hashes"
-            hash_handle = hashes.open("w", encoding="ascii")
-            hashes.chmod(0o600)
-            group = _Group(
-                message_id, partner, record.category, plaintext, handle, hashes, hash_handle
-            )
+            hashes = DisclosedHashes(self._spool / f"{message_id.value}.hashes")
+            group = _Group(message_id, partner, record.category, seal, sink, hashes)
             groups[(partner, record.category)] = group
-        group.handle.write(envelope.export_record(record, first=group.count == 0))
+            sink.write(envelope.export_head(header, record.category))
+        group.sink.write(envelope.export_record(record, first=group.count == 0))
         group.count += 1
-        if self._hash_key is not None and group.hash_handle is not None:
-            digest = bsn_hash(self._hash_key, record.fields["bsn"])
-            group.hash_handle.write(f"{digest} {row_number}\n")
+        if self._hash_key is not None:
+            group.hashes.add(bsn_hash(self._hash_key, record.fields["bsn"]), row_number)
 
     def _refuse_ended(self, groups: dict[tuple[str, str], _Group], verdict: Verdict) -> Verdict:
         """A subject whose processing ended is never sent again until an operator
@@ -375,7 +357,7 @@ class Sender:
             return verdict
         errors: list[RowError] = []
         for group in groups.values():
-            for batch in _batches(_hash_lines(group.hashes)):
+            for batch in _batches(iter(group.hashes)):
                 ended = register.ended_among(digest for digest, _row in batch)
                 errors.extend(
                     RowError(row, "bsn", "processing-ended")
@@ -391,37 +373,17 @@ class Sender:
             error_count=max(verdict.error_count, len(verdict.errors)) + len(errors),
         )
 
-    def _seal(
-        self,
-        message_id: str,
-        partner: str,
-        plaintext: Path,
-        *,
-        what: str,
-        count: int,
-        disclosed: Iterable[str] = (),
-        kind: str = "export",
-    ) -> None:
-        digest, size = self._seal_file(message_id, partner, plaintext)
-        self._mark_sealed(message_id, partner, digest, size, what=what, count=count,
-                          disclosed=disclosed, kind=kind)  # fmt: skip
-
-    def _seal_file(self, message_id: str, partner: str, plaintext: Path) -> tuple[str, int]:
-        """Seal ``plaintext`` into the spool; return the ciphertext's (sha256, size)."""
-        pending = self._begin_seal_file(message_id, partner, plaintext)
-        return self._end_seal_file(pending, message_id, plaintext)
-
-    def _begin_seal_file(self, message_id: str, partner: str, plaintext: Path) -> PendingSeal:
+    def _begin_seal(self, message_id: str, partner: str) -> tuple[PendingSeal, PlaintextSink]:
+        """Start gpg on a message whose plaintext the caller then writes to the sink."""
+        self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         ciphertext = self._spool / f"{message_id}.pgp"
-        return self._gpg.begin_seal(
-            plaintext, ciphertext, self._config.partners[partner].fingerprint
-        )
+        seal = self._gpg.begin_seal(ciphertext, self._config.partners[partner].fingerprint)
+        assert seal.sink is not None  # noqa: S101 -- begun without an input file
+        return seal, seal.sink
 
-    def _end_seal_file(
-        self, pending: PendingSeal, message_id: str, plaintext: Path
-    ) -> tuple[str, int]:
-        pending.finish()
-        plaintext.unlink()
+    def _end_seal(self, seal: PendingSeal, message_id: str) -> tuple[str, int]:
+        """Wait for gpg; return the ciphertext's (sha256, size)."""
+        seal.finish()
         return sha256_file(self._spool / f"{message_id}.pgp")
 
     def _mark_sealed(

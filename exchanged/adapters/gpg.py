@@ -9,17 +9,16 @@ Verdicts are drawn from gpg's machine-readable status lines, not from its exit c
 gpg exits 2 for a message that decrypted fine but whose signer is unknown, and 1 for
 a bad signature, so the exit code alone cannot tell the failures apart.
 
-File contents never pass through Python: gpg reads the input file by name and writes
-its output to a file we reserved, so a large export costs no memory here.
+gpg reads an input file by name, or a plaintext streamed to it, and writes its output
+into a file we reserved (``exchanged.adapters.gpg_run``), so a large export costs no
+memory here.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
-import secrets
 import stat
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +27,8 @@ from typing import Any, Final
 
 import gnupg
 
-from exchanged.adapters.files import fsync_dir
+from exchanged.adapters import gpg_run
+from exchanged.adapters.gpg_run import PendingSeal, SealError, reserve
 from exchanged.adapters.gpg_status import (
     BAD_SIGNATURE,
     DECRYPTION_FAILED,
@@ -39,7 +39,6 @@ from exchanged.adapters.gpg_status import (
     Opened,
     error_code,
     split_files,
-    status_events,
 )
 from exchanged.adapters.gpg_status import verdict as gpg_verdict
 from exchanged.core.model import Fingerprint
@@ -62,15 +61,6 @@ __all__ = [
 ]
 
 _MIN_VERSION: Final = (2, 2)
-
-# Every message operation: no terminal, overwrite the output file we reserved for it,
-# status lines on stderr, never a pinentry (a key
-# that unexpectedly needs a passphrase fails at once), no network key look-ups, and
-# no gpg trust model: the caller compares the signer with the key it pinned.
-_MESSAGE_OPTIONS: Final = (
-    "--batch", "--no-tty", "--yes", "--status-fd", "2", "--pinentry-mode", "loopback",
-    "--no-auto-key-retrieve", "--trust-model", "always",
-)  # fmt: skip
 
 # At most this many messages per gpg run when opening several at once, so one run's
 # command line and working files stay small; and only messages up to this size, since
@@ -100,10 +90,6 @@ _UNLOCK_PROBLEMS: Final = frozenset(
 # bad or missing passphrase, pinentry trouble, cancelled, no agent, agent error.
 _PASSPHRASE_CODES: Final = frozenset({11, 85, 86, 99, 177})
 _AGENT_CODES: Final = frozenset({77, 78})
-
-
-class SealError(LocalSystemError):
-    """A message could not be signed and encrypted: a key is missing or unusable."""
 
 
 class OpenError(LocalSystemError):
@@ -191,40 +177,42 @@ class Gpg:
 
         ``out`` appears complete and fsynced, mode 0600, or not at all.
         """
-        self.begin_seal(plaintext, out, recipient).finish()
-
-    def begin_seal(self, plaintext: Path, out: Path, recipient: str) -> PendingSeal:
-        """Start sealing (see ``seal``) and return at once: gpg works on its own core
-        while the caller prepares the next message; ``finish`` waits for it."""
-        recipient_fpr = Fingerprint.parse(recipient).value
         if not plaintext.is_file():
             raise SealError("the file to seal does not exist or is not a regular file")
-        tmp = _reserve(out)
+        self._begin_seal(out, recipient, plaintext).finish()
+
+    def begin_seal(self, out: Path, recipient: str) -> PendingSeal:
+        """Start sealing (see ``seal``) a plaintext the caller writes to the returned
+        seal's ``sink``; gpg works on it as it arrives, on its own core, and
+        ``finish`` waits for the end. The plaintext never touches the disk."""
+        return self._begin_seal(out, recipient, None)
+
+    def _begin_seal(self, out: Path, recipient: str, plaintext: Path | None) -> PendingSeal:
+        recipient_fpr = Fingerprint.parse(recipient).value
+        tmp = reserve(out)
+        args = [
+            "--local-user", self._own,
+            # The full fingerprint, so gpg cannot pick some other key whose user id
+            # happens to match.
+            "--recipient", recipient_fpr,
+            # A gpg.conf "encrypt-to" would add readers behind our back.
+            "--no-encrypt-to",
+            # Keep the local file name out of the literal packet: the partner must
+            # never learn what the operator called the file.
+            "--set-filename", "",
+            "--output", str(tmp), "--sign", "--encrypt",
+        ]  # fmt: skip
+        if plaintext is not None:
+            args += ["--", str(plaintext.resolve())]
         try:
-            process = self._start(
-                "--local-user",
-                self._own,
-                # The full fingerprint, so gpg cannot pick some other key whose user
-                # id happens to match.
-                "--recipient",
-                recipient_fpr,
-                # A gpg.conf "encrypt-to" would add readers behind our back.
-                "--no-encrypt-to",
-                # Keep the local file name out of the literal packet: the partner
-                # must never learn what the operator called the file.
-                "--set-filename",
-                "",
-                "--output",
-                str(tmp),
-                "--sign",
-                "--encrypt",
-                "--",
-                str(plaintext.resolve()),
+            process = gpg_run.start(
+                self._home, self._passphrase, args, data_on_stdin=plaintext is None
             )
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return PendingSeal(self, process, tmp, out, recipient_fpr)
+        describe = functools.partial(self._seal_problem, recipient=recipient_fpr)
+        return PendingSeal(process, tmp, out, describe)
 
     def open(self, ciphertext: Path, out: Path) -> Opened:
         """Decrypt and verify ``ciphertext`` in one pass; plaintext to ``out`` (0600).
@@ -233,7 +221,7 @@ class Gpg:
         """
         if not ciphertext.is_file():
             raise OpenError("the message to open does not exist or is not a regular file")
-        tmp = _reserve(out)
+        tmp = reserve(out)
         opened = Opened(failure=DECRYPTION_FAILED, signer=None)
         try:
             _, events = self._run(
@@ -310,34 +298,7 @@ class Gpg:
 
     def _run(self, *args: str) -> tuple[int, list[Event]]:
         """Run gpg on our home for one message operation: (exit code, status lines)."""
-        return _wait(self._start(*args))
-
-    def _start(self, *args: str) -> subprocess.Popen[bytes]:
-        """Start gpg on our home for one message operation.
-
-        Messages bypass python-gnupg, whose two helper threads and line-by-line
-        parsing cost ~1.5 ms of Python per call (measured); python-gnupg stays for key
-        management, where parsing gpg's listings is what it is for. Contents never
-        pass through here: gpg reads and writes the files named in ``args``; only its
-        status lines (a few KB) come back through a pipe.
-        """
-        command = ["gpg", "--homedir", str(self._home), *_MESSAGE_OPTIONS]
-        if self._passphrase is not None:
-            command += ["--passphrase-fd", "0"]
-        try:
-            process = subprocess.Popen(
-                [*command, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL if self._passphrase is None else subprocess.PIPE,
-            )  # fmt: skip
-        except OSError as exc:
-            raise LocalSystemError(f"cannot run gpg: {exc.strerror}") from None
-        if process.stdin is not None:
-            # One line, small enough for the pipe: written now so gpg never waits for
-            # it; closed and dropped so ``communicate`` does not touch it again.
-            with contextlib.suppress(BrokenPipeError), process.stdin:
-                process.stdin.write(f"{self._passphrase}\n".encode())
-            process.stdin = None
-        return process
+        return gpg_run.wait(gpg_run.start(self._home, self._passphrase, args))
 
     # -- keys -----------------------------------------------------------------------
 
@@ -386,7 +347,7 @@ class Gpg:
             )
         return None
 
-    def _seal_problem(self, events: list[tuple[str, str]], recipient: str, code: object) -> str:
+    def _seal_problem(self, events: list[Event], code: int, *, recipient: str) -> str:
         keys = {key for key, _ in events}
         for key, value in events:
             reason_code = value.split(" ", 1)[0]
@@ -409,46 +370,6 @@ class Gpg:
         if "KEYEXPIRED" in keys:
             return f"a key needed to seal has expired (partner {recipient}, own {self._own})"
         return f"gpg could not sign and encrypt the message (exit code {code})"
-
-
-class PendingSeal:
-    """A seal that gpg is working on; ``finish`` exactly once, or ``abandon``."""
-
-    def __init__(
-        self, gpg: Gpg, process: subprocess.Popen[bytes], tmp: Path, out: Path, recipient: str
-    ) -> None:
-        self._gpg, self._process, self._tmp = gpg, process, tmp
-        self._out, self._recipient = out, recipient
-
-    def finish(self) -> None:
-        """Wait for gpg; ``out`` is then complete and fsynced, or SealError is raised."""
-        problem: str | None = "gpg did not run"
-        try:
-            code, events = _wait(self._process)
-            keys = {key for key, _ in events}
-            if code == 0 and "END_ENCRYPTION" in keys and "SIG_CREATED" in keys:
-                _fsync_file(self._tmp)
-                self._tmp.replace(self._out)
-                fsync_dir(self._out.parent)
-                problem = None
-            else:
-                problem = self._gpg._seal_problem(events, self._recipient, code)
-        finally:
-            if problem is not None:
-                self._tmp.unlink(missing_ok=True)
-        if problem is not None:
-            raise SealError(problem)
-
-    def abandon(self) -> None:
-        """Stop gpg and remove what it wrote (the caller failed before ``finish``)."""
-        self._process.kill()
-        _wait(self._process)
-        self._tmp.unlink(missing_ok=True)
-
-
-def _wait(process: subprocess.Popen[bytes]) -> tuple[int, list[Event]]:
-    _, stderr = process.communicate()
-    return process.returncode, status_events(stderr.decode("utf-8", "replace"))
 
 
 def _key_info(fpr: str, key: dict[str, Any]) -> KeyInfo:
@@ -485,34 +406,6 @@ def _timestamp(value: object) -> datetime | None:
     if not text.isdigit():
         return None
     return datetime.fromtimestamp(int(text), tz=UTC)
-
-
-def _reserve(out: Path) -> Path:
-    """Create an empty 0600 temp file next to ``out`` for gpg to write into.
-
-    gpg creates its output with the process umask (often 0644) but keeps the mode of a
-    file that already exists, so pre-creating it is how the plaintext stays 0600 from
-    its first byte. Same folder, so the final rename is atomic.
-    """
-    if not out.parent.is_dir():
-        raise LocalSystemError(f"output folder {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise LocalSystemError(
-            f"cannot create a file in {out.parent}: {exc.strerror}; check space and rights"
-        ) from None
-    os.close(fd)
-    return tmp
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _batchable(ciphertext: Path) -> bool:

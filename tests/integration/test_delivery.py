@@ -427,6 +427,38 @@ def test_a_backlog_is_opened_and_answered_together_each_message_judged_alone(
     assert _wait(lambda: not list((pw.state_dir / "work").iterdir()))
 
 
+def test_an_exports_plaintext_never_reaches_the_senders_disk(workspace: Workspace) -> None:
+    """The records stream from the policy engine into gpg: the spool only ever holds
+    ciphertext (and, for a very large export, keyed hashes), never a child's data."""
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    spool = rbl.state_dir / "spool"
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    made: list[str] = []
+
+    class Seen(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type in ("created", "moved", "modified") and not event.is_directory:
+                made.append(Path(str(getattr(event, "dest_path", "") or event.src_path)).name)
+
+    observer = Observer()
+    observer.schedule(Seen(), str(spool), recursive=True)
+    observer.start()
+    try:
+        workspace.start_daemon(pw)
+        workspace.start_daemon(rbl)
+        _export(workspace, "rbl", "passendwijs", 2000, seed=77)
+        assert workspace.wait_for({"rbl": 1}, timeout=60)
+        assert len(_inbox_records(pw)) == 2000
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
+    assert made  # the watch saw the ciphertext being written
+    assert all(name.endswith((".pgp", ".tmp")) and ".pgp" in name for name in made), made
+
+
 def test_an_export_that_cannot_be_sealed_stays_while_the_next_goes(
     three_parties: Workspace,
 ) -> None:

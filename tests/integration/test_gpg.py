@@ -516,3 +516,70 @@ def test_open_many_with_a_passphrase_protected_key(tmp_path: Path) -> None:
     finally:
         kill_agent(sender)
         kill_agent(receiver)
+
+
+def _stream(gpg: Gpg, out: Path, recipient: str, pieces: list[bytes]) -> None:
+    seal = gpg.begin_seal(out, recipient)
+    assert seal.sink is not None
+    for piece in pieces:
+        seal.sink.write_bytes(piece)
+    seal.finish()
+
+
+def test_a_streamed_seal_opens_to_exactly_what_was_written(world: World, tmp_path: Path) -> None:
+    # Small pieces and pieces larger than the sink's buffer, text and bytes alike.
+    pieces = [PLAIN, os.urandom(200_000), b"x" * 70_000, *(os.urandom(n) for n in (1, 7, 65_536))]
+    sealed, out = tmp_path / "msg.pgp", tmp_path / "msg.json"
+    _stream(world.alice.gpg, sealed, world.bob.fpr, pieces)
+    opened = world.bob.gpg.open(sealed, out)
+    assert opened.failure is None
+    assert opened.signer == world.alice.fpr
+    assert out.read_bytes() == b"".join(pieces)
+    assert stat.S_IMODE(sealed.stat().st_mode) == 0o600
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_streamed_seal_to_an_unknown_key_says_why_and_leaves_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    out = tmp_path / "msg.pgp"
+    seal = world.bob.gpg.begin_seal(out, world.eve.fpr)  # bob never imported eve's key
+    assert seal.sink is not None
+    # gpg refuses at once and exits; the writes after that must not fail on their own
+    # ("broken pipe") but leave the explanation to finish.
+    for _ in range(40):
+        seal.sink.write_bytes(os.urandom(65_536))
+    with pytest.raises(SealError, match="not in the keyring"):
+        seal.finish()
+    assert not out.exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_an_abandoned_streamed_seal_leaves_nothing(world: World, tmp_path: Path) -> None:
+    out = tmp_path / "msg.pgp"
+    seal = world.alice.gpg.begin_seal(out, world.bob.fpr)
+    assert seal.sink is not None
+    seal.sink.write(PLAIN.decode())
+    seal.abandon()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_streamed_seal_with_a_passphrase_protected_key(tmp_path: Path) -> None:
+    sender, receiver = tmp_path / "s", tmp_path / "r"
+    passphrase = secrets.token_urlsafe(12)
+    try:
+        s_fpr = make_party_home(sender, "sender", passphrase=passphrase)
+        r_fpr = make_party_home(receiver, "receiver")
+        cross_import(sender, s_fpr, receiver, r_fpr)
+        sealed = tmp_path / "msg.pgp"
+        with pytest.raises(SealError, match="could not be unlocked"):
+            _stream(Gpg(sender, s_fpr, passphrase=passphrase + "x"), sealed, r_fpr, [PLAIN])
+        # The passphrase travels on a pipe of its own: it never ends up in the message.
+        _stream(Gpg(sender, s_fpr, passphrase=passphrase), sealed, r_fpr, [PLAIN])
+        out = tmp_path / "msg.json"
+        opened = Gpg(receiver, r_fpr).open(sealed, out)
+        assert opened.signer == s_fpr
+        assert out.read_bytes() == PLAIN
+    finally:
+        kill_agent(sender)
+        kill_agent(receiver)
