@@ -15,6 +15,7 @@ is still being read.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from exchanged.adapters.disclosures import DisclosureRegister
-from exchanged.adapters.files import move_all_into, move_into, sha256_file, write_atomic
+from exchanged.adapters.files import move_into, sha256_file, write_atomic
 from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.gpg_run import PendingSeal, PlaintextSink
 from exchanged.adapters.journal import Journal
@@ -66,18 +67,6 @@ class _Group:
         """Stop gpg and forget what was written (the attempt failed)."""
         self.seal.abandon()
         self.hashes.discard()
-
-
-@dataclass(slots=True)
-class Sealing:
-    """An export ``Sender.begin`` read and minimised: its messages' gpg runs are under
-    way. ``Sender.wait`` waits for them; ``Sender.commit`` journals them sealed."""
-
-    path: Path
-    outbox: Outbox
-    groups: list[_Group]
-    # (group, ciphertext sha256, size) once every gpg run has finished
-    sealed: list[tuple[_Group, str, int]] | None = None
 
 
 def _batches(pairs: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
@@ -123,24 +112,24 @@ class Sender:
     def take(self, path: Path, outbox: Outbox) -> None:
         """Process one settled file of ``outbox``. Raises LocalSystemError (and leaves
         the file where it is) when this machine is the problem."""
-        sealing = self.begin(path, outbox)
-        if sealing is not None:
-            self.wait(sealing)
-            self.commit([sealing])
+        finish = self.begin(path, outbox)
+        if finish is not None:
+            finish()
 
-    def begin(self, path: Path, outbox: Outbox) -> Sealing | None:
-        """``take`` in three steps. Now: read and minimise, the records streaming into
-        gpg as they pass; None when there is nothing left to do (rejected, or archived
-        after a crash). Then ``wait`` for gpg, and ``commit``, which may take several
-        exports in one transaction. The service begins the next file before waiting
-        for this one, so gpg's last work on one export overlaps the reading of the
-        next. Until ``commit`` has run, the file is in the outbox and its messages
-        are not sealed: a crash or a failure of any step starts the file over, as
-        ``take`` would."""
+    def begin(self, path: Path, outbox: Outbox) -> Callable[[], None] | None:
+        """``take`` in two steps: read and minimise now, the records streaming into gpg
+        as they pass; the returned step (None when there is nothing left to do) waits
+        for gpg and finishes. The service begins the next file before finishing this
+        one, so gpg's last work on one export overlaps the reading of the next. Until
+        the second step has run, the file is in the outbox and its messages are not
+        sealed: a crash or a failure of either step starts the file over, as ``take``
+        would."""
         with opened_export(path) as (key, source):
             return self._take(path, source, key, outbox)
 
-    def _take(self, path: Path, source: Path, key: str, outbox: Outbox) -> Sealing | None:
+    def _take(
+        self, path: Path, source: Path, key: str, outbox: Outbox
+    ) -> Callable[[], None] | None:
         """``path`` is where the file lies (to archive it); ``source`` reads the very
         file that was checked when it was opened."""
         previous = self._journal.outgoing_by_source(key)
@@ -168,66 +157,42 @@ class Sender:
                 self._discard(group.message_id.value, rejected=True)
             self._reject(path, outbox, verdict=verdict)
             return None
-        return Sealing(path, outbox, list(groups.values()))
+        return functools.partial(self._finish, path, outbox, list(groups.values()))
 
-    def wait(self, sealing: Sealing) -> None:
-        """Wait for the gpg runs of ``sealing``. Every message of the file is sealed
-        before any is journaled as sealed (in ``commit``): a failure here drops the
-        whole attempt, so the retry starts the file over."""
-        sealed: list[tuple[_Group, str, int]] = []
-        groups = sealing.groups
+    def _finish(self, path: Path, outbox: Outbox, groups: list[_Group]) -> None:
+        # Every message of the file is sealed before any is journaled as sealed, and all
+        # are journaled in one transaction: a crash or a local failure half-way leaves
+        # none sealed, so the retry starts the whole file over. Marking them one by one
+        # would let the retry archive the file with some never sealed.
+        sealed: list[tuple[_Group, tuple[str, int]]] = []
         try:
             for group in groups:
-                sealed.append((group, *self._end_seal(group.seal, group.message_id.value)))
+                sealed.append((group, self._end_seal(group.seal, group.message_id.value)))
         except BaseException:
+            # Nothing of a failed attempt stays (no ciphertext, no row): the file is
+            # still in the outbox and the retry starts it over.
             for group in groups[len(sealed) + 1 :]:
                 group.seal.abandon()
-            self._drop(sealing)
-            raise
-        sealing.sealed = sealed
-
-    def commit(self, sealings: Sequence[Sealing]) -> None:
-        """Journal the messages of ``sealings`` (each waited for) sealed, with their
-        register rows, in one transaction; then archive the files and queue the
-        uploads. All of a file's messages are journaled together: marking them one by
-        one would let a retry archive the file with some never sealed. One
-        transaction for several files is one commit (and one fsync) for all: a
-        failure drops all their attempts, and each file is retried."""
-        now = self._clock()
-        try:
-            with self._journal.transaction():
-                for sealing in sealings:
-                    assert sealing.sealed is not None  # noqa: S101 -- waited for first
-                    for group, digest, size in sealing.sealed:
-                        self._journal.update_outgoing(
-                            group.message_id.value, now=now, state=OutState.MINIMISED,
-                            record_count=group.count,
-                        )  # fmt: skip
-                        self._journal_sealed(group.message_id.value, group.partner, digest,
-                                             size, now=now, what=group.category,
-                                             disclosed=(h for h, _row in group.hashes))  # fmt: skip
-        except BaseException:
-            for sealing in sealings:
-                self._drop(sealing)
-            raise
-        for sealing in sealings:
-            for group, digest, size in sealing.sealed or ():
+            for group in groups:
                 group.hashes.discard()
-                self._log_sealed(group.message_id.value, group.partner, digest, size,
-                                 what=group.category, count=group.count)  # fmt: skip
-        self._archive_all(
-            [(s.path, s.outbox, [g.message_id.value for g in s.groups]) for s in sealings], "sent"
-        )
-        for sealing in sealings:
-            for group in sealing.groups:
-                self._enqueue(group.partner, group.message_id.value)
-
-    def _drop(self, sealing: Sealing) -> None:
-        """Nothing of a failed attempt stays (no ciphertext, no row): the file is still
-        in the outbox and the retry starts it over."""
-        for group in sealing.groups:
+                self._discard(group.message_id.value, rejected=False)
+            raise
+        now = self._clock()
+        with self._journal.transaction():
+            for group, (digest, size) in sealed:
+                self._journal.update_outgoing(
+                    group.message_id.value, now=now, state=OutState.MINIMISED,
+                    record_count=group.count,
+                )  # fmt: skip
+                disclosed = (h for h, _row in group.hashes)
+                self._mark_sealed(group.message_id.value, group.partner, digest, size,
+                                  what=group.category, count=group.count,
+                                  disclosed=disclosed)  # fmt: skip
+        for group, _ in sealed:
             group.hashes.discard()
-            self._discard(group.message_id.value, rejected=False)
+        self._archive(path, outbox, [g.message_id.value for g, _ in sealed], "sent")
+        for group, _ in sealed:
+            self._enqueue(group.partner, group.message_id.value)
 
     def send_envelope(
         self, partner: str, kind: str, body: Mapping[str, Any], *, disclosed: Iterable[str] = ()
@@ -287,20 +252,17 @@ class Sender:
                 seal.abandon()
                 raise
             digest, size = self._end_seal(seal, message_id.value)
-            sealed_at = self._clock()
             with self._journal.transaction():
                 self._journal.update_outgoing(
-                    message_id.value, now=sealed_at, state=OutState.MINIMISED,
-                    record_count=count,
-                )  # fmt: skip
-                self._journal_sealed(message_id.value, partner, digest, size, now=sealed_at,
-                                     what=what, disclosed=disclosed, kind=kind)  # fmt: skip
+                    message_id.value, now=now, state=OutState.MINIMISED, record_count=count
+                )
+                self._mark_sealed(message_id.value, partner, digest, size, what=what,
+                                  count=count, disclosed=disclosed, kind=kind)  # fmt: skip
         except BaseException:
             row = self._journal.outgoing(message_id.value)
             if row is None or row["state"] in (OutState.DETECTED, OutState.MINIMISED):
                 self._discard(message_id.value, rejected=False)
             raise
-        self._log_sealed(message_id.value, partner, digest, size, what=what, count=count)
         self._enqueue(partner, message_id.value)
         return message_id.value
 
@@ -424,15 +386,15 @@ class Sender:
         seal.finish()
         return sha256_file(self._spool / f"{message_id}.pgp")
 
-    def _journal_sealed(
+    def _mark_sealed(
         self,
         message_id: str,
         partner: str,
         digest: str,
         size: int,
         *,
-        now: float,
         what: str,
+        count: int,
         disclosed: Iterable[str] = (),
         kind: str = "export",
     ) -> None:
@@ -440,17 +402,13 @@ class Sender:
         # that may leave, and never holds one that was dropped before sealing.
         with self._journal.transaction():
             self._journal.update_outgoing(
-                message_id, now=now, state=OutState.SEALED, sha256=digest, size=size
+                message_id, now=self._clock(), state=OutState.SEALED, sha256=digest, size=size
             )
             if self._register is not None:
                 category = what if kind in ("export", "correction") else None
                 self._register.record(
-                    "sent", partner, category, message_id, disclosed, now, kind=kind
+                    "sent", partner, category, message_id, disclosed, self._clock(), kind=kind
                 )
-
-    def _log_sealed(
-        self, message_id: str, partner: str, digest: str, size: int, *, what: str, count: int
-    ) -> None:
         self._log.info(
             "message_sealed", message_id=message_id, partner=partner, category=what,
             record_count=count, sha256=digest, size=size,
@@ -484,24 +442,14 @@ class Sender:
             self._journal.forget_outgoing(message_id)
 
     def _archive(self, path: Path, outbox: Outbox, message_ids: list[str], folder: str) -> None:
-        self._archive_all([(path, outbox, message_ids)], folder)
-
-    def _archive_all(self, files: Sequence[tuple[Path, Outbox, list[str]]], folder: str) -> None:
-        """Move each file into its outbox's ``folder``; the folders are fsynced once
-        for all, and the journal learns the new places in one transaction."""
-        present = [(path, outbox, ids) for path, outbox, ids in files if path.exists()]
-        targets = move_all_into(
-            [(path, outbox.path / folder) for path, outbox, _ in present],
-            self._config.shared_folder_mode,
-        )
-        now = self._clock()
-        with self._journal.transaction():
-            for (_, _, message_ids), target in zip(present, targets, strict=True):
-                # Retention in sent/ counts from archiving, not from whenever the
-                # operator's software made the file (the rename keeps its mtime).
-                os.utime(target)
-                for message_id in message_ids:
-                    self._journal.update_outgoing(message_id, now=now, source_path=str(target))
+        if not path.exists():
+            return
+        target = move_into(path, outbox.path / folder, self._config.shared_folder_mode)
+        # Retention in sent/ counts from archiving, not from whenever the operator's
+        # software made the file (its mtime would otherwise be kept by the rename).
+        os.utime(target)
+        for message_id in message_ids:
+            self._journal.update_outgoing(message_id, now=self._clock(), source_path=str(target))
 
     def _reject(
         self,

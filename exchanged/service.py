@@ -8,8 +8,6 @@ source of truth shared between them, so a restart resumes from it alone.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import functools
 import logging
 import signal
@@ -44,7 +42,7 @@ from exchanged.logs import get_logger
 from exchanged.outbox import Candidate, SettleTracker, UnsafeOutboxFile, list_candidates
 from exchanged.receiving import Receiver
 from exchanged.sdnotify import Notifier
-from exchanged.sending import Sealing, Sender
+from exchanged.sending import Sender
 
 __all__ = ["Service"]
 
@@ -55,10 +53,9 @@ _LOCAL_RETRY_SECONDS = 30.0
 _TICK_SECONDS = 1.0
 # An incoming file that fails this often in an unexpected way (a bug, not an outage)
 # is quarantined and answered, so it cannot block the channel forever.
+# An export whose gpg run is under way: its file, and the step that finishes it.
+_Sealing = tuple[Path, Callable[[], None]]
 _UNEXPECTED_LIMIT = 3
-# Exports whose gpg runs have finished are journaled sealed this many at a time (and
-# at the end of every pass): one commit, one fsync and one register write for all.
-_COMMIT_EVERY = 8
 # A message another process began but never sealed (it was killed) is dropped after
 # this long; far longer than sealing one takes, so a running command is never raced.
 _ABANDONED_SECONDS = 600.0
@@ -436,16 +433,15 @@ class Service:
                 self._guard(functools.partial(self._receiver.settle, partner))
                 self._receiver.release()
         present: set[Candidate] = set()
-        sealing = _SealingLine()
+        sealing: _Sealing | None = None
         try:
             for outbox in self.config.outboxes:
                 for folder in _folders_of(outbox):
                     for candidate in list_candidates(folder):
                         present.add(candidate)
-                        self._consider(candidate, outbox, now, sealing)
+                        sealing = self._consider(candidate, outbox, now, sealing)
         finally:
-            self._wait_sealing(sealing, now, keep=0)
-            self._commit_sealed(sealing, now, at_least=1)
+            self._finish_sealing(sealing, now)
         seen |= {c.path for c in present}
         self._settle.prune(seen)
         self._refused &= present  # a refused file that changes or goes is judged anew
@@ -460,17 +456,16 @@ class Service:
             self._log.info("incoming_opened_together", partner=partner.id, count=opened)
 
     def _consider(
-        self, candidate: Candidate, outbox: Outbox, now: float, sealing: _SealingLine
-    ) -> None:
-        """Begin ``candidate`` if it is ready; then wait for the export begun before it
-        (whose gpg run went on meanwhile), and commit what has been waited for once
-        there is enough of it."""
+        self, candidate: Candidate, outbox: Outbox, now: float, sealing: _Sealing | None
+    ) -> _Sealing | None:
+        """Begin ``candidate`` if it is ready, then finish the export begun before it
+        (whose gpg run went on meanwhile); return what is now being sealed."""
         if candidate.symlink:
             self._refuse_unsafe(candidate, outbox, UnsafeOutboxFile("symlink"))
-            return
+            return sealing
         if not self._settle.observe(candidate, now):
-            return
-        begun: list[Sealing | None] = []
+            return sealing
+        begun: list[Callable[[], None] | None] = []
         try:
             done = self._attempt(
                 candidate.path,
@@ -479,27 +474,18 @@ class Service:
             )
         except UnsafeOutboxFile as exc:
             self._refuse_unsafe(candidate, outbox, exc)
-            return
-        if done and begun[0] is None:  # rejected, or archived after a crash: nothing to seal
+            return sealing
+        self._finish_sealing(sealing, now)
+        if not done:
+            return None
+        if begun[0] is None:  # rejected, or finished before a crash: nothing to seal
             self._settle.forget(candidate.path)
-        elif done and begun[0] is not None:
-            sealing.begun.append(begun[0])
-        self._wait_sealing(sealing, now, keep=1)
-        self._commit_sealed(sealing, now, at_least=_COMMIT_EVERY)
+            return None
+        return candidate.path, begun[0]
 
-    def _wait_sealing(self, sealing: _SealingLine, now: float, *, keep: int) -> None:
-        while len(sealing.begun) > keep:
-            begun = sealing.begun.popleft()
-            if self._attempt(begun.path, functools.partial(self._sender.wait, begun), now):
-                sealing.waited.append(begun)
-
-    def _commit_sealed(self, sealing: _SealingLine, now: float, *, at_least: int) -> None:
-        if len(sealing.waited) < at_least:
-            return
-        batch, sealing.waited = sealing.waited, []
-        if self._run_for([s.path for s in batch], lambda: self._sender.commit(batch), now):
-            for done in batch:
-                self._settle.forget(done.path)
+    def _finish_sealing(self, sealing: _Sealing | None, now: float) -> None:
+        if sealing is not None and self._attempt(sealing[0], sealing[1], now):
+            self._settle.forget(sealing[0])
 
     def _attempt(self, path: Path, work: Callable[[], object], now: float) -> bool:
         """Work on one file unless it failed for a local reason a short while ago: a
@@ -507,20 +493,14 @@ class Service:
         retry_at = self._local_failures.get(path)
         if retry_at is not None and now < retry_at:
             return False
-        return self._run_for([path], work, now)
-
-    def _run_for(self, paths: list[Path], work: Callable[[], object], now: float) -> bool:
-        """Run work about ``paths``; a failure is held against each of them."""
         self._unexpected_now = False
         if self._guard(work):
-            for path in paths:
-                self._local_failures.pop(path, None)
-                self._unexpected.pop(path, None)
+            self._local_failures.pop(path, None)
+            self._unexpected.pop(path, None)
             return True
-        for path in paths:
-            self._local_failures[path] = now + _LOCAL_RETRY_SECONDS
-            if self._unexpected_now:
-                self._unexpected[path] = self._unexpected.get(path, 0) + 1
+        self._local_failures[path] = now + _LOCAL_RETRY_SECONDS
+        if self._unexpected_now:
+            self._unexpected[path] = self._unexpected.get(path, 0) + 1
         return False
 
     def _refuse_unsafe(self, candidate: Candidate, outbox: Outbox, exc: UnsafeOutboxFile) -> None:
@@ -587,15 +567,6 @@ class Service:
     def _host_key_mismatch(self, partner: Partner, message: str) -> None:
         self._log.error("host_key_mismatch", partner=partner.id, error=message)
         self._incident(Detection("host-key-mismatch", partner.id, None, "host-key-mismatch"))
-
-
-@dataclasses.dataclass(slots=True)
-class _SealingLine:
-    """Exports of one pass between ``Sender.begin`` and ``Sender.commit``: begun (gpg
-    still running) and waited for (sealed, not yet journaled), oldest first."""
-
-    begun: collections.deque[Sealing] = dataclasses.field(default_factory=collections.deque)
-    waited: list[Sealing] = dataclasses.field(default_factory=list)
 
 
 def _join_all(threads: Iterable[threading.Thread], *, seconds: float) -> None:

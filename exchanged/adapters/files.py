@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -98,23 +98,9 @@ def free_name(folder: Path, name: str) -> Path:
 def move_into(source: Path, folder: Path, folder_mode: int = 0o700) -> Path:
     """Move ``source`` into ``folder`` under its own name (or a numbered variant if that
     is taken), durably. Same file system only: a rename, never a copy."""
-    (target,) = move_all_into([(source, folder)], folder_mode)
+    ensure_private_dir(folder, folder_mode)
+    target = free_name(folder, source.name)
+    source.rename(target)
+    fsync_dir(folder)
+    fsync_dir(source.parent)
     return target
-
-
-def move_all_into(moves: Sequence[tuple[Path, Path]], folder_mode: int = 0o700) -> list[Path]:
-    """``move_into`` for several ``(source, folder)`` pairs; each folder involved is
-    fsynced once, after all the renames, rather than twice per file."""
-    targets = []
-    touched: dict[Path, None] = {}
-    for source, folder in moves:
-        if folder not in touched:
-            ensure_private_dir(folder, folder_mode)
-        target = free_name(folder, source.name)
-        source.rename(target)
-        targets.append(target)
-        touched[folder] = None
-        touched[source.parent] = None
-    for folder in touched:
-        fsync_dir(folder)
-    return targets

@@ -427,25 +427,6 @@ def test_a_backlog_is_opened_and_answered_together_each_message_judged_alone(
     assert _wait(lambda: not list((pw.state_dir / "work").iterdir()))
 
 
-def test_a_burst_is_journaled_in_shared_commits_and_every_file_arrives_once(
-    workspace: Workspace,
-) -> None:
-    """Exports dropped together are journaled sealed several to a transaction; none is
-    lost, duplicated or archived twice for it."""
-    rbl, pw = workspace["rbl"], workspace["passendwijs"]
-    for seed in range(20):
-        _export(workspace, "rbl", "passendwijs", 3, seed=100 + seed)
-    workspace.start_daemon(pw)
-    workspace.start_daemon(rbl)
-    assert workspace.wait_for({"rbl": 20}, timeout=60)
-    assert len(_inbox_records(pw)) == 60
-    sent = sorted(p.name for p in (rbl.outbox("passendwijs") / "sent").iterdir())
-    assert sent == [f"export-{100 + seed}.csv" for seed in range(20)]
-    sealed_at = _journal(rbl, "SELECT at FROM events WHERE state = 'sealed'")
-    assert len(sealed_at) == 20
-    assert len(set(sealed_at)) < 20  # several files per commit
-
-
 def test_an_exports_plaintext_never_reaches_the_senders_disk(workspace: Workspace) -> None:
     """The records stream from the policy engine into gpg: the spool only ever holds
     ciphertext (and, for a very large export, keyed hashes), never a child's data."""
