@@ -188,6 +188,7 @@ class _Run:
         self.replayed: set[str] = set()
         self.used_bsns: set[str] = set()
         self.expected_down: set[str] = set()  # daemons we killed and not yet restarted
+        self.started_at: dict[str, int] = {}  # party -> size of its log when last started
         self.started = time.monotonic()
 
     # -- output ---------------------------------------------------------------------
@@ -309,8 +310,13 @@ class _Run:
         schedule.after(self.rng.uniform(0.05, 1.5), lambda: self.restart(party))
 
     def restart(self, party: Party) -> None:
-        self.workspace.start_daemon(party)
+        self.start(party)
         self.expected_down.discard(party.id)
+
+    def start(self, party: Party) -> None:
+        """Start ``party``'s daemon, remembering where its log stood (see ``calm``)."""
+        self.started_at[party.id] = party.log_path.stat().st_size if party.log_path.exists() else 0
+        self.workspace.start_daemon(party)
 
     def sshd_outage(self, schedule: _Schedule, party: Party) -> None:
         if not party.sshd.running:
@@ -408,11 +414,11 @@ class _Run:
                     # would be restarted in a tight loop for the rest of the run.
                     raise _GaveUp(f"daemons crashed {self.result.crashes} times; giving up")
                 self.say(f"{party.id} daemon exited by itself with status {code}; restarting")
-                self.workspace.start_daemon(party)
+                self.start(party)
 
     def inject(self) -> None:
         for party in self.workspace.parties.values():
-            self.workspace.start_daemon(party)
+            self.start(party)
         schedule = _Schedule(time.monotonic())
         end = self.plan_faults(schedule)
         self.say(
@@ -441,12 +447,12 @@ class _Run:
             proxy.resume()
             party.sshd.start()
             if party.process is None:
-                mark = party.log_path.stat().st_size if party.log_path.exists() else 0
                 self.restart(party)
-                # Up before anything else happens to it: when every export is already
-                # receipted, the final stop would otherwise reach a daemon still
-                # starting its interpreter, and count as an unclean stop.
-                self.wait_ready(party, mark)
+            # Every daemon up before anything else happens to it, also one restarted a
+            # moment before the faults ended: when every export is already receipted,
+            # the final stop would otherwise reach a daemon still starting its
+            # interpreter, and count as an unclean stop.
+            self.wait_ready(party, self.started_at.get(party.id, 0))
 
     def wait_ready(self, party: Party, mark: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
