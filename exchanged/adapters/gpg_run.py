@@ -50,36 +50,28 @@ def start(
     home: Path, passphrase: str | None, args: Sequence[str], *, data_on_stdin: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start gpg on ``home``; with ``data_on_stdin`` the caller writes the input to
-    ``process.stdin`` (and the passphrase, if any, comes through a pipe of its own)."""
+    ``process.stdin``. The passphrase, if any, comes through a pipe of its own, so
+    stdin is only ever the message."""
     command = ["gpg", "--homedir", str(home), *_MESSAGE_OPTIONS]
     keep: tuple[int, ...] = ()
-    if passphrase is not None and data_on_stdin:
+    if passphrase is not None:
         read, write = os.pipe()
         # One line, far smaller than the pipe: written before gpg starts, never waited on.
         os.write(write, f"{passphrase}\n".encode())
         os.close(write)
         keep = (read,)
         command += ["--passphrase-fd", str(read)]
-    elif passphrase is not None:
-        command += ["--passphrase-fd", "0"]
-    stdin = subprocess.PIPE if data_on_stdin or passphrase is not None else subprocess.DEVNULL
     try:
-        process = subprocess.Popen(
-            [*command, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=stdin,
-            pass_fds=keep, bufsize=0,
+        return subprocess.Popen(
+            [*command, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE if data_on_stdin else subprocess.DEVNULL, pass_fds=keep,
+            bufsize=0,
         )  # fmt: skip
     except OSError as exc:
         raise LocalSystemError(f"cannot run gpg: {exc.strerror}") from None
     finally:
         for fd in keep:
             os.close(fd)
-    if passphrase is not None and not data_on_stdin and process.stdin is not None:
-        # Written now so gpg never waits for it; closed and dropped so ``communicate``
-        # does not touch it again.
-        with contextlib.suppress(BrokenPipeError), process.stdin:
-            process.stdin.write(f"{passphrase}\n".encode())
-        process.stdin = None
-    return process
 
 
 def wait(process: subprocess.Popen[bytes]) -> tuple[int, list[Event]]:
