@@ -26,7 +26,7 @@ from typing import Any
 from exchanged.adapters.disclosures import DisclosureRegister
 from exchanged.adapters.files import move_into, sha256_file, write_atomic
 from exchanged.adapters.gpg import Gpg
-from exchanged.adapters.gpg_run import PendingSeal, PlaintextSink
+from exchanged.adapters.gpg_run import PendingSeal
 from exchanged.adapters.journal import Journal
 from exchanged.adapters.readers import open_table
 from exchanged.config import CATEGORY_FROM_COLUMN, CATEGORY_FROM_SUBFOLDER, Config, Outbox
@@ -59,7 +59,6 @@ class _Group:
     partner: str
     category: str
     seal: PendingSeal
-    sink: PlaintextSink
     hashes: DisclosedHashes
     count: int = 0
 
@@ -244,10 +243,10 @@ class Sender:
         )  # fmt: skip
         try:
             header = envelope.Header(kind, message_id, self._config.party, partner, _utc(now))
-            seal, sink = self._begin_seal(message_id.value, partner)
+            seal = self._begin_seal(message_id.value, partner)
             try:
                 for chunk in encode(header):
-                    sink.write_bytes(chunk)
+                    seal.sink.write_bytes(chunk)
             except BaseException:
                 seal.abandon()
                 raise
@@ -297,8 +296,8 @@ class Sender:
                 verdict = self._refuse_ended(groups, checker.finish())
             if verdict.accepted:
                 for group in groups.values():
-                    group.sink.write(envelope.export_tail(group.count))
-                    group.sink.close()  # end of input: gpg finishes on its own meanwhile
+                    group.seal.sink.write(envelope.export_tail(group.count))
+                    group.seal.sink.close()  # end of input: gpg finishes on its own meanwhile
         except BaseException:
             for group in groups.values():
                 group.drop()
@@ -329,7 +328,7 @@ class Sender:
                 source_path=str(path),
             )  # fmt: skip
             try:
-                seal, sink = self._begin_seal(message_id.value, partner)
+                seal = self._begin_seal(message_id.value, partner)
             except BaseException:
                 self._discard(message_id.value, rejected=False)
                 raise
@@ -341,10 +340,10 @@ class Sender:
                 created_at=_utc(self._clock()),
             )
             hashes = DisclosedHashes(self._spool / f"{message_id.value}.hashes")
-            group = _Group(message_id, partner, record.category, seal, sink, hashes)
+            group = _Group(message_id, partner, record.category, seal, hashes)
             groups[(partner, record.category)] = group
-            sink.write(envelope.export_head(header, record.category))
-        group.sink.write(envelope.export_record(record, first=group.count == 0))
+            seal.sink.write(envelope.export_head(header, record.category))
+        group.seal.sink.write(envelope.export_record(record, first=group.count == 0))
         group.count += 1
         if self._hash_key is not None:
             group.hashes.add(bsn_hash(self._hash_key, record.fields["bsn"]), row_number)
@@ -373,13 +372,11 @@ class Sender:
             error_count=max(verdict.error_count, len(verdict.errors)) + len(errors),
         )
 
-    def _begin_seal(self, message_id: str, partner: str) -> tuple[PendingSeal, PlaintextSink]:
-        """Start gpg on a message whose plaintext the caller then writes to the sink."""
+    def _begin_seal(self, message_id: str, partner: str) -> PendingSeal:
+        """Start gpg on a message whose plaintext the caller then writes to its sink."""
         self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         ciphertext = self._spool / f"{message_id}.pgp"
-        seal = self._gpg.begin_seal(ciphertext, self._config.partners[partner].fingerprint)
-        assert seal.sink is not None  # noqa: S101 -- begun without an input file
-        return seal, seal.sink
+        return self._gpg.begin_seal(ciphertext, self._config.partners[partner].fingerprint)
 
     def _end_seal(self, seal: PendingSeal, message_id: str) -> tuple[str, int]:
         """Wait for gpg; return the ciphertext's (sha256, size)."""
@@ -433,6 +430,8 @@ class Sender:
         return dropped
 
     def _discard(self, message_id: str, *, rejected: bool) -> None:
+        # ".json": a plaintext written by versions before the streamed seal, still
+        # owned by a row of an attempt an upgrade interrupted.
         for suffix in (".json", ".hashes", ".pgp"):
             with contextlib.suppress(FileNotFoundError):
                 (self._spool / f"{message_id}{suffix}").unlink()

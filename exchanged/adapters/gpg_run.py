@@ -169,10 +169,17 @@ class PendingSeal:
     ) -> None:  # fmt: skip
         self._process, self._tmp, self._out = process, tmp, out
         self._describe = describe_failure
-        self.sink: PlaintextSink | None = None
+        self._sink: PlaintextSink | None = None
         if process.stdin is not None:
-            self.sink = PlaintextSink(process.stdin)
+            self._sink = PlaintextSink(process.stdin)
             process.stdin = None  # ours now; ``communicate`` must not flush or close it
+
+    @property
+    def sink(self) -> PlaintextSink:
+        """Where the plaintext goes (a seal begun without an input file)."""
+        if self._sink is None:
+            raise ValueError("this seal reads its input file; it has no sink")
+        return self._sink
 
     def finish(self) -> None:
         """Wait for gpg; ``out`` is then complete and fsynced, or SealError is raised."""
@@ -203,5 +210,5 @@ class PendingSeal:
         self._tmp.unlink(missing_ok=True)
 
     def _close_sink(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
+        if self._sink is not None:
+            self._sink.close()

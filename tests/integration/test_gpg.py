@@ -520,7 +520,6 @@ def test_open_many_with_a_passphrase_protected_key(tmp_path: Path) -> None:
 
 def _stream(gpg: Gpg, out: Path, recipient: str, pieces: list[bytes]) -> None:
     seal = gpg.begin_seal(out, recipient)
-    assert seal.sink is not None
     for piece in pieces:
         seal.sink.write_bytes(piece)
     seal.finish()
@@ -544,7 +543,6 @@ def test_a_streamed_seal_to_an_unknown_key_says_why_and_leaves_nothing(
 ) -> None:
     out = tmp_path / "msg.pgp"
     seal = world.bob.gpg.begin_seal(out, world.eve.fpr)  # bob never imported eve's key
-    assert seal.sink is not None
     # gpg refuses at once and exits; the writes after that must not fail on their own
     # ("broken pipe") but leave the explanation to finish.
     for _ in range(40):
@@ -558,7 +556,6 @@ def test_a_streamed_seal_to_an_unknown_key_says_why_and_leaves_nothing(
 def test_an_abandoned_streamed_seal_leaves_nothing(world: World, tmp_path: Path) -> None:
     out = tmp_path / "msg.pgp"
     seal = world.alice.gpg.begin_seal(out, world.bob.fpr)
-    assert seal.sink is not None
     seal.sink.write(PLAIN.decode())
     seal.abandon()
     assert list(tmp_path.iterdir()) == []
