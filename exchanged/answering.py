@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from exchanged.adapters.files import sha256_file, write_atomic
+from exchanged.adapters.files import sha256_file
 from exchanged.adapters.gpg import Gpg
 from exchanged.adapters.journal import Journal
 from exchanged.config import Partner
@@ -101,13 +101,11 @@ class Answers:
             for row in rows
         ]
         self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-        plaintext = self._spool / f"{receipt_id.value}.json"
-        write_atomic(plaintext, [envelope.encode_receipts(header, answers)])
         ciphertext = self._spool / receipt_id.wire_name
-        try:
-            self._gpg.seal(plaintext, ciphertext, partner.fingerprint)
-        finally:
-            plaintext.unlink(missing_ok=True)
+        # Streamed into gpg like an export: no plaintext file to make and delete.
+        seal = self._gpg.begin_seal(ciphertext, partner.fingerprint)
+        seal.sink.write_bytes(envelope.encode_receipts(header, answers))
+        seal.finish()
         try:
             self._journal_receipt(partner, rows, receipt_id.value, ciphertext)
         except BaseException:

@@ -387,6 +387,7 @@ class Service:
             row["message_id"]
             for row in self.journal.outgoing_in([OutState.DETECTED, OutState.MINIMISED])
         }
+        # Plaintexts in the spool were written by versions before the streamed seal.
         temporary += [p for p in self._spool.glob("*.json") if p.stem not in live]
         # Disclosure lists of messages no longer being minimised (sealed and registered,
         # or dropped): keyed hashes only, but kept nowhere else for a reason.
