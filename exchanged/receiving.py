@@ -125,9 +125,12 @@ class Receiver:
         digest = copy.sha256
         row = self._journal.incoming(wire_id)
         if row is None:
+            # Not flushed on its own: the file stays on the channel until answered, so
+            # a row lost to a power failure (before the durable ``delivered``) only
+            # means the message is taken again, as from this state.
             self._journal.add_incoming(
                 wire_id, partner.id, state=InState.RECEIVED, received_sha256=digest,
-                now=self._clock(),
+                now=self._clock(), durable=False,
             )  # fmt: skip
             row = self._journal.incoming(wire_id)
         elif row["partner"] != partner.id:

@@ -322,10 +322,14 @@ class Sender:
         group = groups.get((partner, record.category))
         if group is None:
             message_id = MessageId.new()
+            # Not flushed on its own: until ``sealed`` (durable, and so flushing this
+            # row too) the export is still in the outbox, and a row lost to a power
+            # failure only means it is started over; the start-up sweep removes what
+            # the lost attempt left in the spool.
             self._journal.add_outgoing(
                 message_id.value, partner, kind="export", state=OutState.DETECTED,
                 now=self._clock(), category=record.category, source_key=key,
-                source_path=str(path),
+                source_path=str(path), durable=False,
             )  # fmt: skip
             try:
                 seal = self._begin_seal(message_id.value, partner)

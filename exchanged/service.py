@@ -392,6 +392,8 @@ class Service:
         # Disclosure lists of messages no longer being minimised (sealed and registered,
         # or dropped): keyed hashes only, but kept nowhere else for a reason.
         temporary += [p for p in self._spool.glob("*.hashes") if p.stem not in live]
+        # Ciphertext of an attempt whose (unflushed) first row a power failure took.
+        temporary += [p for p in self._spool.glob("*.pgp") if self.journal.outgoing(p.stem) is None]
         for path in temporary:
             if path.is_file():
                 path.unlink(missing_ok=True)

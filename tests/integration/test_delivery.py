@@ -305,6 +305,28 @@ def test_a_message_that_cannot_be_sent_does_not_block_the_others(workspace: Work
     assert len(_inbox_records(pw)) == 2
 
 
+def test_an_attempt_whose_first_row_a_power_failure_took_is_started_over_once(
+    workspace: Workspace,
+) -> None:
+    """The row that begins an export is not flushed on its own (``sealed`` flushes it).
+    After a power failure between the two, the spool may hold a sealed file no row
+    knows, and the export is still in the outbox: that file goes, the export is sent
+    once."""
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    spool = rbl.state_dir / "spool"
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    orphan = spool / f"{MessageId.new().value}.pgp"
+    orphan.write_bytes(b"ciphertext of the lost attempt")
+    _export(workspace, "rbl", "passendwijs", 3, seed=12)
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+
+    assert workspace.wait_for({"rbl": 1}, timeout=30)
+    assert not orphan.exists()
+    assert len(_inbox_records(pw)) == 3
+    assert any(e.get("event") == "leftovers_removed" for e in _events(rbl))
+
+
 def test_a_withdrawal_of_a_child_never_shared_is_refused(
     workspace: Workspace, short_tmp: Path
 ) -> None:
