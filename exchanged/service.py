@@ -51,6 +51,10 @@ _IDLE_WAIT_SECONDS = 5.0
 _SETTLING_WAIT_SECONDS = 0.01
 _LOCAL_RETRY_SECONDS = 30.0
 _TICK_SECONDS = 1.0
+# The disclosure register's recent rows move into its subject index after this long
+# without work, or at once beyond this many (a backlog that never pauses).
+_QUIET_SECONDS = 1.0
+_REGISTER_WAITING_LIMIT = 50_000
 # An incoming file that fails this often in an unexpected way (a bug, not an outage)
 # is quarantined and answered, so it cannot block the channel forever.
 # An export whose gpg run is under way: its file, and the step that finishes it.
@@ -206,15 +210,29 @@ class Service:
                 wait = idle
                 if settling is not None:
                     wait = min(idle, max(_SETTLING_WAIT_SECONDS, settling))
-                self._wake.wait(timeout=wait)
+                waiting = self.register.waiting() if self.register is not None else 0
+                if waiting:
+                    wait = min(wait, _QUIET_SECONDS)
+                # Quiet: a whole second without a file or a wake-up (not the short
+                # wait for a file that is still being written).
+                quiet = not self._wake.wait(timeout=wait) and wait >= _QUIET_SECONDS
                 self._wake.clear()
                 if self._hup_pending:
                     self._reload()
                     continue
                 self._cycle()
+                if waiting and (quiet or waiting > _REGISTER_WAITING_LIMIT):
+                    self._guard(self._settle_register)
                 self._periodic()
         finally:
             self._shutdown()
+
+    def _settle_register(self) -> None:
+        """Move the register's recent rows into its subject index: work kept off the
+        path every message takes (see ``adapters.disclosures``)."""
+        assert self.register is not None  # noqa: S101 -- only called when there is one
+        moved = self.register.settle()
+        self._log.debug("register_settled", rows=moved)
 
     def _reload(self) -> None:
         """SIGHUP: check the configuration on disk; if it is valid, stop cleanly and let

@@ -341,24 +341,24 @@ def _purge_story(cli: Cli, clock: SimpleNamespace, rbl: Party, pw: Party) -> Non
     clock.now = start + 25 * DAY
     for party in parties:
         journal = _table_rows(party, "outgoing", "incoming", "events")
-        register = _table_rows(party, "disclosures")
+        register = _table_rows(party, "disclosures_all")
         dry = cli(party, "purge", "--dry-run")
         assert _counts(dry)["journal_rows"] == journal
         assert _counts(dry)["disclosure_rows"] == 0
         assert _counts(cli(party, "purge"))["journal_rows"] == journal
         assert _table_rows(party, "outgoing", "incoming", "events") == 0
-        assert _table_rows(party, "disclosures") == register
+        assert _table_rows(party, "disclosures_all") == register
 
     # Day 35: the register window (30 days). A termination still in force stays (it
     # is what keeps the partner from sending the child again); a re-opened one goes.
     clock.now = start + 35 * DAY
     for party in parties:
-        rows = _table_rows(party, "disclosures")
+        rows = _table_rows(party, "disclosures_all")
         reopened = _count_reopened(party)
         dry = cli(party, "purge", "--dry-run")
         assert _counts(dry)["disclosure_rows"] == rows + reopened
         assert _counts(cli(party, "purge"))["disclosure_rows"] == rows + reopened
-        assert _table_rows(party, "disclosures") == 0
+        assert _table_rows(party, "disclosures_all") == 0
     assert _table_rows(rbl, "terminations") == 0
     assert _table_rows(pw, "terminations") == 1
 

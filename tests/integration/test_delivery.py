@@ -327,6 +327,23 @@ def test_an_attempt_whose_first_row_a_power_failure_took_is_started_over_once(
     assert any(e.get("event") == "leftovers_removed" for e in _events(rbl))
 
 
+def test_the_register_rows_move_into_the_subject_index_once_the_daemons_are_quiet(
+    workspace: Workspace,
+) -> None:
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+    _export(workspace, "rbl", "passendwijs", 4, seed=13)
+    assert workspace.wait_for({"rbl": 1}, timeout=30)
+
+    def settled(party: Party) -> bool:
+        counts = _journal(party, "SELECT (SELECT COUNT(*) FROM disclosures),"
+                                 " (SELECT COUNT(*) FROM disclosures_recent)")  # fmt: skip
+        return bool(counts) and counts[0] == (4, 0)
+
+    assert _wait(lambda: settled(rbl) and settled(pw), timeout=10)
+
+
 def test_a_withdrawal_of_a_child_never_shared_is_refused(
     workspace: Workspace, short_tmp: Path
 ) -> None:

@@ -69,6 +69,58 @@ def test_record_subject_partners_and_idempotence(reg: DisclosureRegister) -> Non
     assert not reg.subject(_h(_bsns(3)[2])).known
 
 
+def _rows_in(journal: Journal, table: str) -> int:
+    return int(journal.connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+
+def test_settling_moves_the_recent_rows_and_readers_see_the_same_before_and_after(
+    journal: Journal, reg: DisclosureRegister
+) -> None:
+    """Rows are appended first and moved into the subject index when the daemon is
+    quiet; nothing a reader asks changes with the move, and a replay adds nothing on
+    either side of it."""
+    a, b, c = _bsns(3)
+    m1, m2, m3 = (MessageId.new().value for _ in range(3))
+    reg.record("sent", "passendwijs", "absoluut-verzuim", m1, [_h(a), _h(b)], T0)
+    reg.record("sent", "deliemers", "langdurig-verzuim", m2, [_h(a)], T0 + 10)
+
+    def seen() -> tuple[object, ...]:
+        return (
+            reg.subject(_h(a)),
+            reg.subject(_h(b)),
+            reg.partners_for(_h(a)),
+            reg.messages_for(_h(a), "sent"),
+            reg.counts(),
+        )
+
+    before = seen()
+    assert reg.waiting() == 3
+    assert reg.settle() == 3
+    assert reg.waiting() == 0
+    assert (_rows_in(journal, "disclosures"), _rows_in(journal, "disclosures_recent")) == (3, 0)
+    assert seen() == before
+    # A replay of a settled message, and of one still recent, adds nothing.
+    assert reg.record("sent", "passendwijs", "absoluut-verzuim", m1, [_h(a), _h(b)], T0) == 0
+    assert reg.record("received", "passendwijs", None, m3, [_h(c)], T0 + 20) == 1
+    assert reg.record("received", "passendwijs", None, m3, [_h(c)], T0 + 20) == 0
+    assert reg.counts()["disclosures"] == 4
+    assert reg.settle() == 1
+    assert reg.settle() == 0
+    assert reg.counts()["disclosures"] == 4
+    assert reg.subject(_h(c)).disclosures[0].message_id == m3
+
+
+def test_purge_reaches_rows_not_yet_settled(reg: DisclosureRegister) -> None:
+    a, b = _bsns(2)
+    reg.record("sent", "passendwijs", "absoluut-verzuim", MessageId.new().value, [_h(a)], T0)
+    reg.settle()
+    reg.record("sent", "passendwijs", "absoluut-verzuim", MessageId.new().value, [_h(b)], T0)
+    assert reg.purge_before(T0 + DAY, dry_run=True) == 2
+    assert reg.purge_before(T0 + DAY) == 2
+    assert reg.counts()["disclosures"] == 0
+    assert not reg.subject(_h(a)).known and not reg.subject(_h(b)).known
+
+
 def test_the_register_refuses_anything_but_a_digest(reg: DisclosureRegister) -> None:
     (a,) = _bsns(1)
     with pytest.raises(ValueError, match="digests only"):

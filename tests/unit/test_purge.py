@@ -138,7 +138,7 @@ class World:
         files = {p for p in root.rglob("*") if p.is_file() and "journal.sqlite" not in p.name}
         db = self.journal.connection
         rows: list[tuple[object, ...]] = []
-        for table in ("outgoing", "incoming", "events", "disclosures", "terminations",
+        for table in ("outgoing", "incoming", "events", "disclosures_all", "terminations",
                       "incident_history"):  # fmt: skip
             rows += [(table, *r) for r in db.execute(f"SELECT * FROM {table} ORDER BY 1")]  # noqa: S608
         return files, rows
