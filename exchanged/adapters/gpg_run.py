@@ -33,9 +33,15 @@ __all__ = ["PendingSeal", "PlaintextSink", "SealError", "fsync_file", "reserve",
 # status lines on stderr, never a pinentry (a key that unexpectedly needs a passphrase
 # fails at once), no network key look-ups, and no gpg trust model: the caller compares
 # the signer with the key it pinned.
+# --no-random-seed-file: each gpg run would otherwise save libgcrypt's pool to
+# random_seed on exit under an fcntl lock, and a run that finds it locked by another
+# (the next seal starting while the last one ends) sleeps 250 ms before it tries
+# again: seen in a burst as gpg runs stalled in pselect6 right after opening
+# random_seed. The file only makes random generation faster (gpg(1)); on Linux
+# libgcrypt seeds itself from getrandom() either way.
 _MESSAGE_OPTIONS: Final = (
     "--batch", "--no-tty", "--yes", "--status-fd", "2", "--pinentry-mode", "loopback",
-    "--no-auto-key-retrieve", "--trust-model", "always",
+    "--no-auto-key-retrieve", "--trust-model", "always", "--no-random-seed-file",
 )  # fmt: skip
 
 # What the caller's writes are gathered into before each one reaches the pipe.
