@@ -222,15 +222,26 @@ class DisclosureRegister:
             ).fetchone()
         return int(row[0])
 
-    def settle(self) -> int:
-        """Move the recent rows into the indexed table, in the order they came, in one
-        transaction; returns how many moved. Readers see the same rows before and after."""
+    def settle(self, limit: int = 20_000) -> int:
+        """Move up to ``limit`` of the oldest recent rows into the indexed table, in the
+        order they came, in one transaction; returns how many moved. Readers see the
+        same rows before and after. Bounded, so the daemon's loop (and its watchdog
+        ping) is never held long: a message of a million records settles in steps."""
         with self._lock, _transaction(self._conn):
+            row = self._conn.execute(
+                "SELECT id FROM disclosures_recent ORDER BY id LIMIT 1 OFFSET ?", (limit - 1,)
+            ).fetchone()
+            if row is None:
+                row = self._conn.execute("SELECT max(id) FROM disclosures_recent").fetchone()
+            last = row[0]
+            if last is None:
+                return 0
             moved = self._conn.execute(
                 f"INSERT OR IGNORE INTO disclosures ({_COLUMNS})"  # noqa: S608 -- constant
-                f" SELECT {_COLUMNS} FROM disclosures_recent ORDER BY id"
+                f" SELECT {_COLUMNS} FROM disclosures_recent WHERE id <= ? ORDER BY id",
+                (last,),
             ).rowcount
-            self._conn.execute("DELETE FROM disclosures_recent")
+            self._conn.execute("DELETE FROM disclosures_recent WHERE id <= ?", (last,))
         return int(moved)
 
     def end_processing(

@@ -110,6 +110,23 @@ def test_settling_moves_the_recent_rows_and_readers_see_the_same_before_and_afte
     assert reg.subject(_h(c)).disclosures[0].message_id == m3
 
 
+def test_settling_moves_the_oldest_rows_a_bounded_number_at_a_time(
+    journal: Journal, reg: DisclosureRegister
+) -> None:
+    a, b, c = _bsns(3)
+    first, second = MessageId.new().value, MessageId.new().value
+    reg.record("sent", "passendwijs", "absoluut-verzuim", first, [_h(a), _h(b)], T0)
+    reg.record("sent", "passendwijs", "absoluut-verzuim", second, [_h(c)], T0 + 1)
+    before = reg.counts()
+    assert reg.settle(limit=2) == 2
+    assert (_rows_in(journal, "disclosures"), _rows_in(journal, "disclosures_recent")) == (2, 1)
+    assert reg.messages_for(_h(a), "sent") == {first}  # the oldest moved first
+    assert reg.messages_for(_h(c), "sent") == {second}  # the rest still seen
+    assert reg.counts() == before
+    assert reg.settle(limit=2) == 1
+    assert reg.waiting() == 0
+
+
 def test_purge_reaches_rows_not_yet_settled(reg: DisclosureRegister) -> None:
     a, b = _bsns(2)
     reg.record("sent", "passendwijs", "absoluut-verzuim", MessageId.new().value, [_h(a)], T0)
