@@ -2,7 +2,9 @@
 
 The service commits the next state here *before* it performs the state's effects, so
 after a crash the journal says exactly what to replay. One connection is shared by the
-daemon's threads behind a lock; every write is an explicit transaction.
+daemon's threads behind a lock; every write is an explicit transaction. A transaction
+may be light (``durable=False``): not flushed on its own, but on disk before any later
+durable one is (see ``Journal.transaction``).
 """
 
 from __future__ import annotations
@@ -132,11 +134,18 @@ class Journal:
                             self._db.execute("ROLLBACK")
                         raise
                     else:
-                        self._db.execute("COMMIT")
+                        try:
+                            self._db.execute("COMMIT")
+                        except BaseException:
+                            # A commit that failed (busy, disk full) may leave the
+                            # transaction open: end it, or nothing after could begin.
+                            if self._db.in_transaction:
+                                self._db.execute("ROLLBACK")
+                            raise
                     finally:
                         self._depth = 0
                 finally:
-                    if not durable:
+                    if not durable:  # outside any transaction here, where it can be set
                         self._db.execute("PRAGMA synchronous=FULL")
             except sqlite3.OperationalError as exc:
                 # Disk full, read-only state folder, I/O error: this machine's fault. The

@@ -17,7 +17,10 @@ Incoming message (one per file on a partner's channel):
 Invariants the service keeps with this table:
 - The journal commits the *next* state before its effects run, and every effect is
   idempotent, so a crash at any point is repaired by replaying the effects of the
-  state found in the journal at start-up (``effects_on_resume``).
+  state found in the journal at start-up (``effects_on_resume``). The first states
+  (``detected``, ``received``) are committed without a flush of their own: a power
+  failure may take them with nothing else, and then the work starts over from the
+  outbox or the channel, where its file still is.
 - A message leaves ``sealed`` only after its ciphertext is in the spool, and the
   spool copy stays until a valid receipt arrives: what we are responsible for can
   always be sent again byte for byte.

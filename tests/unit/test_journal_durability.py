@@ -3,6 +3,7 @@ commit, before and after it, still waits for the disk, also when it fails."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,23 @@ def test_inside_a_durable_transaction_a_light_one_is_durable_with_it(tmp_path: P
         with journal.transaction(durable=False):
             assert _synchronous(journal) == _FULL
         assert _synchronous(journal) == _FULL
+
+
+def test_a_commit_that_fails_ends_the_transaction_and_leaves_the_next_one_durable(
+    tmp_path: Path,
+) -> None:
+    """A constraint checked only at COMMIT (a deferred foreign key) makes the commit
+    itself fail and SQLite keep the transaction open: the journal must end it."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    with journal.transaction() as db:
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute(
+            "CREATE TABLE child (parent REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    with pytest.raises(sqlite3.IntegrityError), journal.transaction(durable=False) as db:
+        db.execute("INSERT INTO child VALUES (99)")
+    assert not journal.connection.in_transaction
+    assert _synchronous(journal) == _FULL
+    with journal.transaction() as db:  # the next one begins and commits
+        db.execute("INSERT INTO parent VALUES (1)")
+    assert journal.connection.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 0
