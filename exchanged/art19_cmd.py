@@ -110,6 +110,10 @@ def _opened(args: argparse.Namespace) -> Iterator[_Context]:
         with journal.lock:
             ensure_schema(journal.connection)
         register = DisclosureRegister(journal.connection, lock=journal.lock)
+        # These commands look subjects up record by record: with the recent rows moved
+        # into the subject index first, each look-up is an index search, not a scan.
+        while register.settle():
+            pass
         yield _Context(config, journal, register, key)
     finally:
         journal.close()

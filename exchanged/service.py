@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import sqlite3
 import threading
 import time
 import traceback
@@ -51,10 +52,14 @@ _IDLE_WAIT_SECONDS = 5.0
 _SETTLING_WAIT_SECONDS = 0.01
 _LOCAL_RETRY_SECONDS = 30.0
 _TICK_SECONDS = 1.0
-# The disclosure register's recent rows move into its subject index after this long
-# without work, or at once beyond this many (a backlog that never pauses).
+# While disclosure-register rows wait to move into its subject index, the loop waits
+# at most this long, and moves them when a wait runs out with nothing to do; beyond
+# this many it moves them on every pass (a backlog that never pauses).
 _QUIET_SECONDS = 1.0
 _REGISTER_WAITING_LIMIT = 50_000
+# Spent moving them on a stop: the unit's TimeoutStopSec is 15 s, and the links and
+# the observer may take 8 of those.
+_SETTLE_ON_STOP_SECONDS = 4.0
 # An incoming file that fails this often in an unexpected way (a bug, not an outage)
 # is quarantined and answered, so it cannot block the channel forever.
 # An export whose gpg run is under way: its file, and the step that finishes it.
@@ -210,22 +215,31 @@ class Service:
                 wait = idle
                 if settling is not None:
                     wait = min(idle, max(_SETTLING_WAIT_SECONDS, settling))
-                waiting = self.register.waiting() if self.register is not None else 0
+                waiting = self._register_waiting()
                 if waiting:
                     wait = min(wait, _QUIET_SECONDS)
-                # Quiet: a whole second without a file or a wake-up (not the short
-                # wait for a file that is still being written).
-                quiet = not self._wake.wait(timeout=wait) and wait >= _QUIET_SECONDS
+                woken = self._wake.wait(timeout=wait)
                 self._wake.clear()
                 if self._hup_pending:
                     self._reload()
                     continue
                 self._cycle()
+                # Quiet: the wait ran out with nothing to wake the loop and no file
+                # being written.
+                quiet = not woken and settling is None
                 if waiting and (quiet or waiting > _REGISTER_WAITING_LIMIT):
                     self._guard(self._settle_register)
                 self._periodic()
         finally:
             self._shutdown()
+
+    def _register_waiting(self) -> int:
+        if self.register is None:
+            return 0
+        try:
+            return self.register.waiting()
+        except sqlite3.Error:
+            return 0  # asked again on the next pass; a journal that fails shows elsewhere
 
     def _settle_register(self) -> None:
         """Move the register's recent rows into its subject index: work kept off the
@@ -361,8 +375,24 @@ class Service:
         if self._observer is not None:
             self._observer.join(timeout=2)
         self._gpg.close()
+        self._guard(self._settle_before_stop)
         self.journal.close()
         self._log.info("service_stopped")
+
+    def _settle_before_stop(self) -> None:
+        """Leave the register whole in its indexed table where time allows, so a
+        stopped daemon's journal reads the same to any tool (and to an older version
+        being reinstalled, which knows no recent table); what is left is moved on the
+        next start."""
+        if self.register is None:
+            return
+        deadline = time.monotonic() + _SETTLE_ON_STOP_SECONDS
+        while self.register.settle() and time.monotonic() < deadline:
+            pass
+        left = self.register.waiting()
+        if left:
+            self._log.warning("register_rows_waiting", rows=left,
+                              hint="moved into the subject index on the next start")  # fmt: skip
 
     def healthy(self) -> bool:
         """For the systemd watchdog: every worker and the folder observer are alive."""
@@ -393,8 +423,10 @@ class Service:
     def _sweep_leftovers(self) -> None:
         """Remove what a killed daemon left half-done, before anything else runs:
         decrypted plaintext in the work folder, half-written files under temporary
-        dot-names, and export plaintext in the spool that no journal row still owns.
-        All of it is personal data outside every retention window otherwise."""
+        dot-names, export plaintext in the spool that no journal row still owns (all
+        of it personal data outside every retention window otherwise), and sealed
+        files in the spool that no row owns at all (an attempt whose unflushed first
+        row a power failure took)."""
         removed = 0
         work = self.config.state_dir / "work"
         temporary = [*work.glob("*"), *work.glob(".*")] if work.exists() else []

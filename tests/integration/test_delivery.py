@@ -305,25 +305,32 @@ def test_a_message_that_cannot_be_sent_does_not_block_the_others(workspace: Work
     assert len(_inbox_records(pw)) == 2
 
 
-def test_an_attempt_whose_first_row_a_power_failure_took_is_started_over_once(
+def test_a_sealed_file_no_row_owns_is_swept_and_nothing_owned_is_touched(
     workspace: Workspace,
 ) -> None:
     """The row that begins an export is not flushed on its own (``sealed`` flushes it).
     After a power failure between the two, the spool may hold a sealed file no row
-    knows, and the export is still in the outbox: that file goes, the export is sent
-    once."""
+    knows, while the export is still in the outbox: at start-up that file goes, and a
+    sealed message still waiting for its upload stays and is delivered."""
     rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    pw.sshd.stop()
+    workspace.start_daemon(rbl)
+    _export(workspace, "rbl", "passendwijs", 2, seed=12)
+    assert _wait(lambda: workspace.outgoing_states(rbl) == {"sealed": 1})
+    workspace.stop_daemon(rbl)
     spool = rbl.state_dir / "spool"
-    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (waiting,) = spool.glob("*.pgp")  # sealed, not yet uploaded: owned by its row
     orphan = spool / f"{MessageId.new().value}.pgp"
     orphan.write_bytes(b"ciphertext of the lost attempt")
-    _export(workspace, "rbl", "passendwijs", 3, seed=12)
+    _export(workspace, "rbl", "passendwijs", 3, seed=13)
+    pw.sshd.start()
     workspace.start_daemon(pw)
     workspace.start_daemon(rbl)
 
-    assert workspace.wait_for({"rbl": 1}, timeout=30)
+    assert workspace.wait_for({"rbl": 2}, timeout=30)
     assert not orphan.exists()
-    assert len(_inbox_records(pw)) == 3
+    assert len(_inbox_records(pw)) == 5  # the waiting message and the new export
+    assert waiting.exists()  # kept as the copy of what was sent, like every sealed file
     assert any(e.get("event") == "leftovers_removed" for e in _events(rbl))
 
 
@@ -342,6 +349,22 @@ def test_the_register_rows_move_into_the_subject_index_once_the_daemons_are_quie
         return bool(counts) and counts[0] == (4, 0)
 
     assert _wait(lambda: settled(rbl) and settled(pw), timeout=10)
+
+
+def test_a_clean_stop_leaves_the_register_rows_in_the_subject_index(
+    workspace: Workspace,
+) -> None:
+    """So that the stopped daemon's journal reads the same to any tool, and to an older
+    version reinstalled over it, which knows no recent table."""
+    rbl, pw = workspace["rbl"], workspace["passendwijs"]
+    workspace.start_daemon(pw)
+    workspace.start_daemon(rbl)
+    _export(workspace, "rbl", "passendwijs", 4, seed=14)
+    assert workspace.wait_for({"rbl": 1}, timeout=30)
+    workspace.stop_daemon(rbl)  # at once: the quiet second has not come yet
+    counts = _journal(rbl, "SELECT (SELECT COUNT(*) FROM disclosures),"
+                           " (SELECT COUNT(*) FROM disclosures_recent)")  # fmt: skip
+    assert counts == [(4, 0)]
 
 
 def test_a_withdrawal_of_a_child_never_shared_is_refused(

@@ -127,6 +127,31 @@ def test_settling_moves_the_oldest_rows_a_bounded_number_at_a_time(
     assert reg.waiting() == 0
 
 
+def test_a_message_split_by_a_bounded_move_is_still_known_whole(
+    journal: Journal, reg: DisclosureRegister
+) -> None:
+    a, b = _bsns(2)
+    mid = MessageId.new().value
+    assert reg.record("sent", "passendwijs", "absoluut-verzuim", mid, [_h(a), _h(b)], T0) == 2
+    assert reg.settle(limit=1) == 1  # one row of the message moved, one still recent
+    assert (_rows_in(journal, "disclosures"), _rows_in(journal, "disclosures_recent")) == (1, 1)
+    assert reg.record("sent", "passendwijs", "absoluut-verzuim", mid, [_h(a), _h(b)], T0) == 0
+    assert reg.settle() == 1
+    assert reg.counts()["disclosures"] == 2
+
+
+def test_rows_of_the_same_moment_keep_their_order_across_a_move(reg: DisclosureRegister) -> None:
+    a, b = _bsns(2)
+    first, second = MessageId.new().value, MessageId.new().value
+    reg.record("sent", "passendwijs", "absoluut-verzuim", MessageId.new().value, [_h(b)], T0)
+    reg.record("sent", "passendwijs", "absoluut-verzuim", first, [_h(a)], T0)
+    reg.settle()  # ``first`` is the second settled row; the recent table's ids restart
+    reg.record("sent", "deliemers", "absoluut-verzuim", second, [_h(a)], T0)  # same time
+    before = [d.message_id for d in reg.subject(_h(a)).disclosures]
+    reg.settle()
+    assert before == [d.message_id for d in reg.subject(_h(a)).disclosures] == [first, second]
+
+
 def test_purge_reaches_rows_not_yet_settled(reg: DisclosureRegister) -> None:
     a, b = _bsns(2)
     reg.record("sent", "passendwijs", "absoluut-verzuim", MessageId.new().value, [_h(a)], T0)
