@@ -44,8 +44,9 @@ def run_gpg(
         "2",
         "--pinentry-mode",
         "loopback",
-        "--passphrase",
-        passphrase,
+        # One argument: a passphrase that starts with "-" (a random one does, one time
+        # in 64) would otherwise be read as an option.
+        f"--passphrase={passphrase}",
         *args,
     ]
     done = subprocess.run(cmd, input=stdin, capture_output=True, check=False, timeout=60)
