@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import signal
-import sqlite3
 import threading
 import time
 import traceback
@@ -42,6 +41,7 @@ from exchanged.links import SPOOL_MISSING, PartnerLink
 from exchanged.logs import get_logger
 from exchanged.outbox import Candidate, SettleTracker, UnsafeOutboxFile, list_candidates
 from exchanged.receiving import Receiver
+from exchanged.register_upkeep import RegisterUpkeep
 from exchanged.sdnotify import Notifier
 from exchanged.sending import Sender
 
@@ -52,14 +52,6 @@ _IDLE_WAIT_SECONDS = 5.0
 _SETTLING_WAIT_SECONDS = 0.01
 _LOCAL_RETRY_SECONDS = 30.0
 _TICK_SECONDS = 1.0
-# While disclosure-register rows wait to move into its subject index, the loop waits
-# at most this long, and moves them when a wait runs out with nothing to do; beyond
-# this many it moves them on every pass (a backlog that never pauses).
-_QUIET_SECONDS = 1.0
-_REGISTER_WAITING_LIMIT = 50_000
-# Spent moving them on a stop: the unit's TimeoutStopSec is 15 s, and the links and
-# the observer may take 8 of those.
-_SETTLE_ON_STOP_SECONDS = 4.0
 # An incoming file that fails this often in an unexpected way (a bug, not an outage)
 # is quarantined and answered, so it cannot block the channel forever.
 # An export whose gpg run is under way: its file, and the step that finishes it.
@@ -113,6 +105,7 @@ class Service:
             if bsn_hash_key is not None
             else None
         )
+        self._upkeep = RegisterUpkeep(self.register, self._log)
         self._gpg = Gpg(config.gpg_home, config.fingerprint, passphrase=gpg_passphrase)
         self._sd = sd_notify or Notifier(unset_environment=True)
         self._links: dict[str, PartnerLink] = {}
@@ -215,10 +208,7 @@ class Service:
                 wait = idle
                 if settling is not None:
                     wait = min(idle, max(_SETTLING_WAIT_SECONDS, settling))
-                waiting = self._register_waiting()
-                if waiting:
-                    wait = min(wait, _QUIET_SECONDS)
-                woken = self._wake.wait(timeout=wait)
+                woken = self._wake.wait(timeout=self._upkeep.wait(wait))
                 self._wake.clear()
                 if self._hup_pending:
                     self._reload()
@@ -227,26 +217,10 @@ class Service:
                 # Quiet: the wait ran out with nothing to wake the loop and no file
                 # being written.
                 quiet = not woken and settling is None
-                if waiting and (quiet or waiting > _REGISTER_WAITING_LIMIT):
-                    self._guard(self._settle_register)
+                self._guard(functools.partial(self._upkeep.after_pass, quiet=quiet))
                 self._periodic()
         finally:
             self._shutdown()
-
-    def _register_waiting(self) -> int:
-        if self.register is None:
-            return 0
-        try:
-            return self.register.waiting()
-        except sqlite3.Error:
-            return 0  # asked again on the next pass; a journal that fails shows elsewhere
-
-    def _settle_register(self) -> None:
-        """Move the register's recent rows into its subject index: work kept off the
-        path every message takes (see ``adapters.disclosures``)."""
-        assert self.register is not None  # noqa: S101 -- only called when there is one
-        moved = self.register.settle()
-        self._log.debug("register_settled", rows=moved)
 
     def _reload(self) -> None:
         """SIGHUP: check the configuration on disk; if it is valid, stop cleanly and let
@@ -375,24 +349,9 @@ class Service:
         if self._observer is not None:
             self._observer.join(timeout=2)
         self._gpg.close()
-        self._guard(self._settle_before_stop)
+        self._guard(self._upkeep.before_stop)
         self.journal.close()
         self._log.info("service_stopped")
-
-    def _settle_before_stop(self) -> None:
-        """Leave the register whole in its indexed table where time allows, so a
-        stopped daemon's journal reads the same to any tool (and to an older version
-        being reinstalled, which knows no recent table); what is left is moved on the
-        next start."""
-        if self.register is None:
-            return
-        deadline = time.monotonic() + _SETTLE_ON_STOP_SECONDS
-        while self.register.settle() and time.monotonic() < deadline:
-            pass
-        left = self.register.waiting()
-        if left:
-            self._log.warning("register_rows_waiting", rows=left,
-                              hint="moved into the subject index on the next start")  # fmt: skip
 
     def healthy(self) -> bool:
         """For the systemd watchdog: every worker and the folder observer are alive."""
