@@ -232,25 +232,27 @@ class DisclosureRegister:
 
     def settle(self, limit: int = 20_000) -> int:
         """Move up to ``limit`` of the oldest recent rows into the indexed table, in the
-        order they came, in one transaction; returns how many moved. Readers see the
-        same rows before and after. Bounded, so the daemon's loop (and its watchdog
-        ping) is never held long: a message of a million records settles in steps."""
+        order they came, in one transaction; returns how many left the recent table
+        (0: none wait). Readers see the same rows before and after. Bounded, so the
+        daemon's loop (and its watchdog ping) is never held long: a message of a
+        million records settles in steps."""
         with self._lock, _transaction(self._conn):
-            row = self._conn.execute(
-                "SELECT id FROM disclosures_recent ORDER BY id LIMIT 1 OFFSET ?", (limit - 1,)
+            (last,) = self._conn.execute(
+                "SELECT max(id) FROM (SELECT id FROM disclosures_recent ORDER BY id LIMIT ?)",
+                (limit,),
             ).fetchone()
-            if row is None:
-                row = self._conn.execute("SELECT max(id) FROM disclosures_recent").fetchone()
-            last = row[0]
             if last is None:
                 return 0
-            moved = self._conn.execute(
+            self._conn.execute(
                 f"INSERT OR IGNORE INTO disclosures ({_COLUMNS})"  # noqa: S608 -- constant
                 f" SELECT {_COLUMNS} FROM disclosures_recent WHERE id <= ? ORDER BY id",
                 (last,),
-            ).rowcount
-            self._conn.execute("DELETE FROM disclosures_recent WHERE id <= ?", (last,))
-        return int(moved)
+            )
+            # Counted as they leave, not as they arrive: a row the indexed table already
+            # had still leaves, and a caller looping until 0 must not stop early.
+            return int(
+                self._conn.execute("DELETE FROM disclosures_recent WHERE id <= ?", (last,)).rowcount
+            )
 
     def end_processing(
         self, bsn_hash: str, ground: str, at: float, *, ended_by: str = "local"

@@ -152,6 +152,28 @@ def test_rows_of_the_same_moment_keep_their_order_across_a_move(reg: DisclosureR
     assert before == [d.message_id for d in reg.subject(_h(a)).disclosures] == [first, second]
 
 
+def test_settling_until_nothing_moves_empties_the_recent_table_even_past_a_known_row(
+    journal: Journal, reg: DisclosureRegister
+) -> None:
+    """A row the indexed table already has (never written so by the register itself,
+    but a journal is a file others can touch) still leaves, and counts as moved, so a
+    caller that settles until 0 does not stop before the rows after it."""
+    a, b = _bsns(2)
+    first = MessageId.new().value
+    reg.record("sent", "passendwijs", "absoluut-verzuim", first, [_h(a)], T0)
+    reg.settle()
+    journal.connection.execute(  # the same row once more, recent
+        "INSERT INTO disclosures_recent (bsn_hash, partner, direction, kind, category,"
+        " message_id, at) SELECT bsn_hash, partner, direction, kind, category, message_id,"
+        " at FROM disclosures"
+    )
+    reg.record("sent", "passendwijs", "absoluut-verzuim", MessageId.new().value, [_h(b)], T0)
+    while reg.settle(limit=1):
+        pass
+    assert reg.waiting() == 0
+    assert _rows_in(journal, "disclosures") == 2
+
+
 def test_purge_reaches_rows_not_yet_settled(reg: DisclosureRegister) -> None:
     a, b = _bsns(2)
     reg.record("sent", "passendwijs", "absoluut-verzuim", MessageId.new().value, [_h(a)], T0)
